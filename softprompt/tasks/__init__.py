@@ -1,0 +1,20 @@
+"""Task registry: a built-in name, or a path to the user's JSONL/CSV file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import unknown_choice
+from .base import Example, Task, final_number, seeded_carve
+from .builtin import TASKS, load_builtin
+from .files import FileTaskOptions, load_file_task
+
+
+def load_task(name: str, file_options: FileTaskOptions | None = None) -> Task:
+    if name in TASKS:
+        return load_builtin(name)
+    if Path(name).suffix in (".jsonl", ".json", ".csv"):
+        return load_file_task(name, file_options)
+    raise unknown_choice("task", name, [*TASKS, "<file.jsonl>", "<file.csv>"])
+
+
+__all__ = ["TASKS", "Example", "FileTaskOptions", "Task", "final_number", "load_task", "seeded_carve"]

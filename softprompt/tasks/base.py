@@ -1,0 +1,67 @@
+"""A task: examples, how they are formatted, and how answers are scored."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import SoftPromptError
+
+
+@dataclass(frozen=True)
+class Example:
+    """One formatted example. With choices it is scored by the log-likelihood of each choice."""
+
+    prompt: str  # what the model reads
+    choices: tuple[str, ...] = ()  # candidate continuations; empty for generation tasks
+    label: int | None = None  # index of the true choice
+    completion: str = ""  # the reference continuation of a generation task
+
+    @property
+    def is_choice(self) -> bool:
+        return bool(self.choices)
+
+    @property
+    def target(self) -> str:
+        """What the model should continue with: the true choice, or the reference completion."""
+        return self.choices[self.label] if self.is_choice else self.completion
+
+
+@dataclass
+class Task:
+    name: str
+    train: list[Example]
+    test: list[Example]
+    description: str
+    """One sentence saying what the task is; also the default text that initialises a prompt."""
+    split_note: str = ""
+    """How train/test were obtained (shown with every reported number)."""
+    length_normalized: bool = False
+    """Score choices by mean (not summed) token log-likelihood: fairer between answers of unequal length."""
+    max_new_tokens: int = 64
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def label_words(self) -> tuple[str, ...]:
+        return self.train[0].choices if self.train and self.train[0].is_choice else ()
+
+    def __post_init__(self):
+        if not self.train or not self.test:
+            empty = "train" if not self.train else "test"
+            raise SoftPromptError(f"task {self.name!r} has an empty {empty} set: nothing to train or evaluate on")
+
+
+def seeded_carve(rows: list, train_size: int, seed: int = 0) -> tuple[list, list]:
+    """Deterministic train/test split: permute with numpy default_rng(seed), first train_size are train."""
+    order = np.random.default_rng(seed).permutation(len(rows))
+    return [rows[i] for i in order[:train_size]], [rows[i] for i in order[train_size:]]
+
+
+NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
+
+
+def final_number(text: str) -> str | None:
+    """The last number in a text, without thousands separators (GSM8K's answer convention)."""
+    found = NUMBER.findall(text.split("####")[-1]) or NUMBER.findall(text)
+    return found[-1].replace(",", "").rstrip(".") if found else None

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from softprompt.errors import SoftPromptError
+from softprompt.train import TrainConfig, Trainer, train
+
+
+def config(tmp_path, task, **overrides):
+    values = dict(task=str(task), model="unused", output_dir=str(tmp_path / "run"), batch_size=2, epochs=2,
+                  dev_size=2, checkpoint_every=2, zero_shot=True, method_options={"num_virtual_tokens": 4})
+    return TrainConfig(**{**values, **overrides})
+
+
+def test_training_writes_prompt_log_plot_and_reports_both_numbers(tmp_path, tiny_base, reviews_file):
+    result = train(config(tmp_path, reviews_file), base=tiny_base)
+    out = result.output_dir
+    assert {p.name for p in out.iterdir()} >= {"prompt.safetensors", "metrics.jsonl", "curves.png", "checkpoint.pt", "train_config.json"}
+    assert out.joinpath("curves.png").read_bytes()[:4] == b"\x89PNG"
+    log = [json.loads(line) for line in out.joinpath("metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == list(range(1, 9))  # 8 train rows / batch 2 = 4 steps x 2 epochs
+    assert [r["epoch"] for r in log if "dev_score" in r] == [1, 2]
+    assert 0 <= result.metrics["accuracy"] <= 1 and "zero_shot_accuracy" in result.metrics
+    assert result.metrics["trainable_parameters"] == 4 * tiny_base.hidden_size
+
+
+def test_same_seed_same_prompt(tmp_path, tiny_base, reviews_file):
+    first = train(config(tmp_path / "a", reviews_file, zero_shot=False), base=tiny_base).prompt.method.embeddings
+    second = train(config(tmp_path / "b", reviews_file, zero_shot=False), base=tiny_base).prompt.method.embeddings
+    assert torch.equal(first, second)
+
+
+def test_interrupted_run_resumes_to_the_same_prompt(tmp_path, tiny_base, reviews_file, monkeypatch):
+    straight = train(config(tmp_path / "a", reviews_file, zero_shot=False, gradient_accumulation=2), base=tiny_base)
+
+    interrupted = config(tmp_path / "b", reviews_file, zero_shot=False, gradient_accumulation=2, checkpoint_every=1)
+    original_step = Trainer._optimizer_step
+
+    def dies_after_three(self):
+        original_step(self)
+        if self.step == 3:
+            raise KeyboardInterrupt  # as if killed: the checkpoint of step 3 is what survives
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, base=tiny_base)
+    monkeypatch.setattr(Trainer, "_optimizer_step", original_step)
+    interrupted.resume = True
+    resumed = train(interrupted, base=tiny_base)
+    torch.testing.assert_close(resumed.prompt.method.embeddings, straight.prompt.method.embeddings, atol=1e-6, rtol=0)
+    assert resumed.metrics["steps"] == straight.metrics["steps"] == 4
+
+
+def test_max_steps_stops_early(tmp_path, tiny_base, reviews_file):
+    assert train(config(tmp_path, reviews_file, max_steps=3, zero_shot=False), base=tiny_base).metrics["steps"] == 3
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path, tiny_base, reviews_file):
+    with pytest.raises(SoftPromptError, match="loss became nan"):
+        train(config(tmp_path, reviews_file, learning_rate=float("nan"), zero_shot=False), base=tiny_base)
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, tiny_base, reviews_file):
+    train(config(tmp_path, reviews_file, max_steps=2, zero_shot=False), base=tiny_base)
+    with pytest.raises(SoftPromptError, match="seed"):
+        train(config(tmp_path, reviews_file, seed=1, resume=True, zero_shot=False), base=tiny_base)
