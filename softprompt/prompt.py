@@ -4,7 +4,9 @@ The model wrapper never asks which method produced a `Prompt`: it only looks at 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from transformers import DynamicCache
@@ -37,6 +39,9 @@ class Prompt:
 
     embeds: torch.Tensor | None = None  # (B, m, d) virtual tokens read before the text
     key_values: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer (B, h_kv, m, d_head)
+    input_delta: torch.Tensor | None = None  # (B, T, d) added to the text's own embeddings
+    before_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+    """Rewrites the hidden states (B, m + T, d) entering decoder layer i, during the prompted pass only."""
 
     @property
     def num_prefix_positions(self) -> int:
@@ -61,6 +66,8 @@ positions) and the full attention mask over prompt + text, which decoding extend
     """
     embeds, mask = inputs.input_embeds, inputs.attention_mask
     batch = embeds.shape[0]
+    if prompt.input_delta is not None:
+        embeds = embeds + prompt.input_delta
     if prompt.embeds is not None:
         embeds = torch.cat([prompt.embeds.to(embeds.dtype), embeds], dim=1)
         mask = torch.cat([mask.new_ones(batch, prompt.embeds.shape[1]), mask], dim=1)
@@ -72,12 +79,35 @@ positions) and the full attention mask over prompt + text, which decoding extend
     elif use_cache:
         cache = DynamicCache(config=base.model.config)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, cached:]  # (B, m_embeds + T)
-    output = base.model(
-        inputs_embeds=embeds,
-        attention_mask=mask,
-        position_ids=position_ids,
-        past_key_values=cache,
-        use_cache=use_cache,
-        logits_to_keep=logits_to_keep,
-    )
+    with _layer_hooks(base, prompt.before_layer):
+        output = base.model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+        )
     return output, mask
+
+
+@contextmanager
+def _layer_hooks(base: FrozenModel, before_layer):
+    """Let `before_layer(i, hidden)` replace the hidden states entering each decoder layer, for one pass."""
+    if before_layer is None:
+        yield
+        return
+
+    def hook_for(index):
+        def hook(module, args, kwargs):
+            if "hidden_states" in kwargs:
+                return args, {**kwargs, "hidden_states": before_layer(index, kwargs["hidden_states"])}
+            return (before_layer(index, args[0]), *args[1:]), kwargs
+        return hook
+
+    handles = [layer.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i, layer in enumerate(base.layers)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from softprompt.cli import main
+from softprompt.methods import METHODS
 
 
 def run(capsys, *argv):
@@ -17,13 +18,14 @@ def run(capsys, *argv):
 def test_list_shows_methods_models_and_tasks(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0
-    for name in ("prompt-tuning", "p-tuning", "prefix-tuning", "smollm2-135m", "minilm-l6", "sst2", "gsm8k"):
+    for name in (*METHODS, "smollm2-135m", "minilm-l6", "sst2", "gsm8k"):
         assert name in out
+    assert out.count("paper:") == len(METHODS)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--task", "sst3"], "unknown task 'sst3'; choose one of: .*sst2"),
-    (["train", "--method", "magic"], "unknown method 'magic'; choose one of: p-tuning, prefix-tuning, prompt-tuning"),
+    (["train", "--method", "magic"], "unknown method 'magic'; choose one of: capt, context-tuning, dept, idpg, lopa, p-tuning, prefix-tuning, prompt-tuning, pt-moe"),
     (["train", "--model", "no-such-model"], "unknown model 'no-such-model'; choose one of: .*smollm2-135m"),
     (["eval"], "--task is required"),
 ])

@@ -23,16 +23,23 @@ def method_name(request):
     return request.param
 
 
+def features(method, base, examples):
+    with torch.no_grad():
+        return method.instance_features(base, [e.prompt for e in examples])
+
+
 def test_padding_never_changes_a_row(method_name, tiny_base, tiny_task):
     """A left-padded batch gives each row exactly the logits it gets alone (prompt | pad | text is safe)."""
-    method = built(method_name, tiny_base, tiny_task)
-    sequences = [e.context for e in encode(tiny_base, tiny_task.train[:4], 128)]
+    method = built(method_name, tiny_base, tiny_task).eval()
+    examples = tiny_task.train[:4]
+    sequences = [e.context for e in encode(tiny_base, examples, 128)]
     assert len({len(s) for s in sequences}) > 1, "the rows must differ in length for this test to mean anything"
+    encoded = features(method, tiny_base, examples)
     with torch.no_grad():
-        inputs = make_inputs(tiny_base, sequences)
+        inputs = make_inputs(tiny_base, sequences, encoded)
         batched = prompted_forward(tiny_base, method(inputs), inputs, logits_to_keep=1)[0].logits[:, -1]
         for row, sequence in enumerate(sequences):
-            alone = make_inputs(tiny_base, [sequence])
+            alone = make_inputs(tiny_base, [sequence], encoded[row:row + 1] if encoded is not None else None)
             single = prompted_forward(tiny_base, method(alone), alone, logits_to_keep=1)[0].logits[0, -1]
             torch.testing.assert_close(batched[row], single, atol=1e-4, rtol=1e-4)
 
@@ -40,16 +47,17 @@ def test_padding_never_changes_a_row(method_name, tiny_base, tiny_task):
 def test_only_the_prompt_gets_gradients_and_the_loss_falls(method_name, tiny_base, tiny_task):
     method = built(method_name, tiny_base, tiny_task)
     batch = encode(tiny_base, tiny_task.train, 128)
+    encoded = features(method, tiny_base, tiny_task.train)
     optimizer = torch.optim.AdamW(method.parameter_groups())  # each method's own default learning rate(s)
     first = None
     for _ in range(15):
-        loss, _ = lm_loss(tiny_base, method, batch)
+        loss, _ = lm_loss(tiny_base, method, batch, encoded)
         loss.backward()
         first = first if first is not None else loss.item()
         optimizer.step()
         optimizer.zero_grad()
     assert all(p.grad is None for p in tiny_base.model.parameters())
-    assert lm_loss(tiny_base, method, batch)[0].item() < first - 0.1  # deterministic: a disconnected gradient leaves it unchanged
+    assert lm_loss(tiny_base, method, batch, encoded)[0].item() < first - 0.1  # deterministic: a disconnected gradient leaves it unchanged
 
 
 def test_save_load_round_trip_is_exact(method_name, tiny_base, tiny_task, tmp_path):
@@ -61,7 +69,9 @@ def test_save_load_round_trip_is_exact(method_name, tiny_base, tiny_task, tmp_pa
     TunedPrompt(tiny_base, method, {"task": "reviews"}).save(path)
     loaded = load_prompt(path, tiny_base)
     assert loaded.method.state_dict().keys() == method.state_dict().keys()
-    inputs = make_inputs(tiny_base, [e.context for e in encode(tiny_base, tiny_task.test, 128)])
+    method.eval()
+    encoded = features(method, tiny_base, tiny_task.test)
+    inputs = make_inputs(tiny_base, [e.context for e in encode(tiny_base, tiny_task.test, 128)], encoded)
     with torch.no_grad():
         expected = prompted_forward(tiny_base, method(inputs), inputs)[0].logits
         got = prompted_forward(tiny_base, loaded.method(inputs), inputs)[0].logits

@@ -6,11 +6,19 @@ from dataclasses import fields
 from ..errors import SoftPromptError, unknown_choice
 from ..models import FrozenModel
 from .base import MethodConfig, PromptMethod
+from .capt import CapsulePromptTuning
+from .context_tuning import ContextTuning
+from .dept import DecomposedPromptTuning
+from .idpg import InstanceDependentPromptGeneration
+from .lopa import LowRankPromptAdaptation
 from .p_tuning import PTuning
 from .prefix_tuning import PrefixTuning
 from .prompt_tuning import PromptTuning
+from .pt_moe import PromptTuningMixtureOfExperts
 
-METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (PromptTuning, PTuning, PrefixTuning)}
+METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (
+    PromptTuning, PTuning, PrefixTuning, CapsulePromptTuning, LowRankPromptAdaptation,
+    InstanceDependentPromptGeneration, PromptTuningMixtureOfExperts, DecomposedPromptTuning, ContextTuning)}
 
 
 def method_class(name: str) -> type[PromptMethod]:

@@ -1,0 +1,63 @@
+"""DePT: a shorter prompt plus a low-rank update of the input embeddings, with two learning rates."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..models import FrozenModel
+from ..prompt import Prompt, PromptInputs
+from .base import MethodConfig, PromptMethod
+from .prompt_tuning import initial_embeddings
+
+
+@dataclass
+class DeptConfig(MethodConfig):
+    num_virtual_tokens: int = 10
+    """Length s of the (shorter) prompt."""
+    rank: int = 6
+    """Rank r of the embedding update A B (defaults give about prompt tuning's 20-token budget)."""
+    max_positions: int = 256
+    """n_max: input positions that get an update (later ones get none)."""
+    alpha: float = 6.0
+    """Scale of the update: (alpha / r) A B."""
+    init_text: str = ""
+    """Text initialising the prompt; empty means the task's description."""
+    learning_rate: float = 3e-1
+    """Learning rate of the prompt."""
+    embedding_learning_rate: float = 1e-2
+    """Learning rate of A and B."""
+
+
+class DecomposedPromptTuning(PromptMethod):
+    """Shi & Lipani 2024: the model reads [P_s; E(x) + (alpha / r) A B], A in R^{n_max x r} indexed by
+    the position of each real input token, B in R^{r x d} zero-initialised (so training starts from plain
+    prompt tuning)."""
+
+    name = "dept"
+    description = "short prompt + low-rank position-wise update of the input embeddings (two learning rates)"
+    paper = "Shi & Lipani. DePT: Decomposed Prompt Tuning for Parameter-Efficient Fine-tuning. ICLR 2024"
+    config_class = DeptConfig
+
+    def __init__(self, config: DeptConfig, base: FrozenModel):
+        super().__init__(config, base)
+        self.embeddings = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.hidden_size))  # P_s: (s, d)
+        self.position_factors = nn.Parameter(torch.randn(config.max_positions, config.rank) / config.rank)  # A
+        self.feature_factors = nn.Parameter(torch.zeros(config.rank, base.hidden_size))  # B
+
+    def initialize(self, base: FrozenModel, task) -> None:
+        with torch.no_grad():
+            self.embeddings.copy_(initial_embeddings(base, "text", self.config.init_text or task.description, self.config.num_virtual_tokens))
+
+    def parameter_groups(self) -> list[dict]:
+        return [{"params": [self.embeddings], "lr": self.config.learning_rate},
+                {"params": [self.position_factors, self.feature_factors], "lr": self.config.embedding_learning_rate}]
+
+    def forward(self, inputs: PromptInputs) -> Prompt:
+        mask = inputs.attention_mask
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): index among real tokens (left padding)
+        updated = (mask.bool() & (positions < self.config.max_positions)).unsqueeze(-1)
+        delta = self.position_factors[positions.clamp(max=self.config.max_positions - 1)] @ self.feature_factors  # (B, T, d)
+        scale = self.config.alpha / self.config.rank
+        return Prompt(embeds=self.embeddings.expand(inputs.batch_size, -1, -1), input_delta=scale * delta * updated)

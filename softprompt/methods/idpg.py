@@ -1,0 +1,56 @@
+"""IDPG: an instance-dependent prompt generator over a frozen sentence encoding."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..encoders import encode_inputs, encoder_width, pooled_inputs
+from ..models import FrozenModel
+from ..prompt import Prompt, PromptInputs
+from .base import MethodConfig, PromptMethod
+from .prompt_tuning import initial_embeddings
+
+
+@dataclass
+class IdpgConfig(MethodConfig):
+    num_virtual_tokens: int = 20
+    """Prompt length m."""
+    encoder: str = "minilm-l6"
+    """Frozen encoder of the input (an embedded model name, or "base")."""
+    bottleneck_size: int = 16
+    """Width of the generator's bottleneck (W_down: f -> this, W_up: this -> m*d)."""
+    init_text: str = ""
+    """Text initialising the generator's bias (the prompt before any instance signal)."""
+    learning_rate: float = 1e-2
+
+
+class InstanceDependentPromptGeneration(PromptMethod):
+    """Wu et al. 2022: P(x) = b + reshape_{m x d}(W_up relu(W_down e(x))). The bias b is the static part;
+    it starts at the text embeddings and W_up at zero, so training starts from the text-initialised prompt."""
+
+    name = "idpg"
+    description = "prompt generated per input by a bottleneck MLP over a frozen sentence encoding (LoPA's baseline)"
+    paper = "Wu et al. IDPG: An Instance-Dependent Prompt Generation Method. NAACL 2022"
+    config_class = IdpgConfig
+
+    def __init__(self, config: IdpgConfig, base: FrozenModel):
+        super().__init__(config, base)
+        m, d = config.num_virtual_tokens, base.hidden_size
+        self.down = nn.Linear(encoder_width(config.encoder, base), config.bottleneck_size)
+        self.up = nn.Linear(config.bottleneck_size, m * d, bias=False)
+        self.bias = nn.Parameter(torch.zeros(m, d))  # b: (m, d)
+        nn.init.zeros_(self.up.weight)
+
+    def initialize(self, base: FrozenModel, task) -> None:
+        with torch.no_grad():
+            self.bias.copy_(initial_embeddings(base, "text", self.config.init_text or task.description, self.config.num_virtual_tokens))
+
+    def instance_features(self, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:
+        return encode_inputs(self.config.encoder, base, texts)
+
+    def forward(self, inputs: PromptInputs) -> Prompt:
+        encoded = pooled_inputs(self.config.encoder, inputs)
+        generated = self.up(torch.relu(self.down(encoded))).view(-1, *self.bias.shape)  # (B, m, d)
+        return Prompt(embeds=self.bias + generated)

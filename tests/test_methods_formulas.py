@@ -1,0 +1,121 @@
+"""Each method's defining computation, checked against the formula written out independently."""
+from __future__ import annotations
+
+import torch
+
+from softprompt.engine import encode, make_inputs
+from softprompt.methods import build_method
+from softprompt.methods.context_tuning import demonstrations
+from softprompt.methods.prompt_tuning import initial_embeddings
+from softprompt.prompt import prompted_forward
+
+
+def batch_of(base, task, method=None, count=4):
+    examples = task.train[:count]
+    features = method.instance_features(base, [e.prompt for e in examples]) if method is not None else None
+    return make_inputs(base, [e.context for e in encode(base, examples, 128)], features)
+
+
+def masked_mean(states, mask):
+    mask = mask.unsqueeze(-1).float()
+    return (states * mask).sum(1) / mask.sum(1)
+
+
+def test_capt_capsule_is_task_vector_plus_mean_of_previous_layer(tiny_base, tiny_task):
+    method = build_method("capt", tiny_base)
+    with torch.no_grad():
+        method.task_vectors.normal_()
+    inputs = batch_of(tiny_base, tiny_task)
+    entering, leaving = {}, {}
+    hooks = []
+    for i, layer in enumerate(tiny_base.layers):
+        # input_layernorm is the first thing a Llama layer does: it sees the state after CaPT's rewrite.
+        hooks.append(layer.input_layernorm.register_forward_pre_hook(lambda m, a, i=i: entering.__setitem__(i, a[0])))
+        hooks.append(layer.register_forward_hook(lambda m, a, out, i=i: leaving.__setitem__(i, out[0] if isinstance(out, tuple) else out)))
+    with torch.no_grad():
+        prompted_forward(tiny_base, method(inputs), inputs)
+    for hook in hooks:
+        hook.remove()
+    mask = inputs.attention_mask
+    previous = [inputs.input_embeds] + [leaving[i][:, 1:] for i in range(tiny_base.num_layers - 1)]
+    for i in range(tiny_base.num_layers):
+        expected = method.task_vectors[i] + masked_mean(previous[i], mask)
+        torch.testing.assert_close(entering[i][:, 0], expected, atol=1e-5, rtol=1e-5)
+    assert sum(p.numel() for p in method.parameters()) == tiny_base.num_layers * tiny_base.hidden_size
+
+
+def test_lopa_prompt_is_shared_times_sigmoid_of_low_rank_product(tiny_base, tiny_task):
+    method = build_method("lopa", tiny_base, {"num_virtual_tokens": 5, "rank": 2})
+    method.initialize(tiny_base, tiny_task)
+    inputs = batch_of(tiny_base, tiny_task, method)
+    z = method(inputs).embeds
+    e = inputs.features
+    u = method.u_net(e).view(-1, 5, 2)
+    v = method.v_net(e).view(-1, tiny_base.hidden_size, 2)
+    expected = torch.stack([method.shared * torch.sigmoid(u[b] @ v[b].T) for b in range(len(e))])
+    torch.testing.assert_close(z, expected)
+    assert not torch.allclose(z[0], z[1], atol=1e-7), "the prompt must depend on the input"
+    assert e.shape[1] == 384  # MiniLM-L6 sentence embeddings
+
+
+def test_pt_moe_router_weights_are_sparse_and_prompt_is_their_mixture(tiny_base, tiny_task):
+    method = build_method("pt-moe", tiny_base, {"num_experts": 4, "top_k": 2, "rank": 8})
+    method.initialize(tiny_base, tiny_task)
+    method.eval()  # no router noise, so two calls route alike
+    with torch.no_grad():
+        method.router.weight.normal_()
+    inputs = batch_of(tiny_base, tiny_task)
+    weights = method.routing_weights(inputs.mean_embedding())
+    assert ((weights > 0).sum(-1) == 2).all() and (weights >= 0).all() and (weights.sum(-1) <= 1 + 1e-6).all()
+    prompt = method(inputs).embeds
+    for b in range(inputs.batch_size):
+        mixed = sum(weights[b, i] * method.experts[i] for i in range(4)) @ method.projection
+        torch.testing.assert_close(prompt[b], mixed)
+
+
+def test_pt_moe_starts_from_the_low_rank_text_embedding(tiny_base, tiny_task):
+    method = build_method("pt-moe", tiny_base, {"rank": 20})  # full rank: the SVD gives the text back
+    method.initialize(tiny_base, tiny_task)
+    method.eval()
+    with torch.no_grad():
+        method.router.weight.zero_()  # uniform router: weight 1/N on the kept expert
+        prompt = method(batch_of(tiny_base, tiny_task, count=1)).embeds[0]
+    text = initial_embeddings(tiny_base, "text", tiny_task.description, 20)
+    assert (prompt - text).norm() / text.norm() < 0.03  # only the 1% expert-splitting noise remains
+
+
+def test_dept_updates_each_real_token_by_its_position_row(tiny_base, tiny_task):
+    method = build_method("dept", tiny_base, {"rank": 3, "alpha": 6.0})
+    with torch.no_grad():
+        method.feature_factors.normal_()
+    inputs = batch_of(tiny_base, tiny_task)
+    delta = method(inputs).input_delta
+    for b in range(inputs.batch_size):
+        real = inputs.attention_mask[b].nonzero().squeeze(-1)
+        expected = 2.0 * method.position_factors[: len(real)] @ method.feature_factors  # alpha / r = 2
+        torch.testing.assert_close(delta[b, real], expected)
+        assert delta[b, inputs.attention_mask[b] == 0].abs().sum() == 0
+    groups = method.parameter_groups()
+    assert [g["lr"] for g in groups] == [3e-1, 1e-2]
+
+
+def test_context_tuning_starts_from_balanced_demonstrations(tiny_base, tiny_task):
+    chosen = demonstrations(tiny_task.train, 4)
+    assert sorted(e.label for e in chosen) == [0, 0, 1, 1]
+    method = build_method("context-tuning", tiny_base, {"num_virtual_tokens": 12})
+    method.initialize(tiny_base, tiny_task)
+    first = chosen[0].prompt + chosen[0].target
+    ids = tiny_base.tokenizer(first, add_special_tokens=False)["input_ids"][:12]
+    torch.testing.assert_close(method.embeddings[: len(ids)], tiny_base.embedding_matrix[ids])
+
+
+def test_idpg_starts_at_its_bias_and_then_depends_on_the_input(tiny_base, tiny_task):
+    method = build_method("idpg", tiny_base, {"num_virtual_tokens": 5})
+    method.initialize(tiny_base, tiny_task)
+    inputs = batch_of(tiny_base, tiny_task, method)
+    prompt = method(inputs).embeds
+    torch.testing.assert_close(prompt[0], method.bias)
+    with torch.no_grad():
+        method.up.weight.normal_()
+    prompt = method(inputs).embeds
+    assert not torch.allclose(prompt[0], prompt[1])
