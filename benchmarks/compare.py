@@ -1,0 +1,201 @@
+"""Compare every method with zero-shot and LoRA on several tasks and seeds, one cell at a time.
+
+Each (method, task, seed) cell is its own run whose result is kept as a JSON file under the results
+folder; cells already there are skipped, and the report (docs/results.md + a bar chart) is rebuilt from
+whatever cells exist, marking the missing ones. So the grid can be filled over several sessions.
+
+    python benchmarks/compare.py                       # the full grid (many hours on 2 CPU cores)
+    python benchmarks/compare.py --tasks sst2 --seeds 0 --methods prompt-tuning,capt
+    python benchmarks/compare.py --report-only         # rebuild the report from existing cells
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import softprompt  # noqa: E402
+from softprompt.api import zero_shot  # noqa: E402
+from softprompt.engine import accuracy, bucketed_batches, encode, lm_loss, no_prompt  # noqa: E402
+from softprompt.files import write_text_atomic  # noqa: E402
+from softprompt.methods import METHODS  # noqa: E402
+from softprompt.models import FrozenModel, load_model  # noqa: E402
+from softprompt.plots import plt  # noqa: E402
+from softprompt.tasks import load_task  # noqa: E402
+
+ZERO_SHOT, LORA = "zero-shot", "lora"
+TASKS = ["sst2", "rte", "mrpc", "boolq"]
+
+
+def versions() -> dict:
+    import peft
+    import transformers
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {"softprompt_commit": commit, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": platform.python_version()}
+
+
+def run_method(method: str, task: str, seed: int, args) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        config = softprompt.TrainConfig(task=task, method=method, seed=seed, max_steps=args.steps, batch_size=args.batch_size,
+                                        max_length=args.max_length, output_dir=folder, zero_shot=False, checkpoint_every=10**9,
+                                        dev_size=0)  # every method trains on the whole train carve and keeps its last prompt
+        result = softprompt.train(config, base=args.base)
+    return {"accuracy": result.metrics["accuracy"], "trainable_parameters": result.metrics["trainable_parameters"],
+            "seconds_per_step": result.metrics.get("seconds_per_step"), "steps": result.metrics["steps"]}
+
+
+def run_lora(task_name: str, seed: int, args) -> dict:
+    """LoRA r=8 on q,v through peft, trained with the same batches, loss, schedule and step count."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    fresh = load_model(args.base.name)
+    model = get_peft_model(fresh.model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    base = FrozenModel(fresh.name, model, fresh.tokenizer, fresh.fingerprint)
+    task = load_task(task_name)
+    train = encode(base, task.train, args.max_length)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lora_lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * args.steps), args.steps)
+    lengths = [len(e.context) + len(e.target) for e in train]
+    step, epoch, times = 0, 0, []
+    model.train()
+    while step < args.steps:
+        for batch in bucketed_batches(lengths, args.batch_size, seed, epoch):
+            start = time.perf_counter()
+            lm_loss(base, no_prompt, [train[i] for i in batch])[0].backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step(), scheduler.step(), optimizer.zero_grad()
+            times.append(time.perf_counter() - start)
+            step += 1
+            if step == args.steps:
+                break
+        epoch += 1
+    model.eval()
+    score = accuracy(base, no_prompt, encode(base, task.test, args.max_length), task, 16)
+    return {"accuracy": score, "trainable_parameters": sum(p.numel() for p in params),
+            "seconds_per_step": statistics.median(times), "steps": step}
+
+
+def run_cell(method: str, task: str, seed: int, args) -> dict:
+    if method == ZERO_SHOT:
+        return {"accuracy": zero_shot(args.base, load_task(task), max_length=args.max_length)["accuracy"],
+                "trainable_parameters": 0, "seconds_per_step": None, "steps": 0}
+    if method == LORA:
+        return run_lora(task, seed, args)
+    return run_method(method, task, seed, args)
+
+
+def cell_path(results: Path, method: str, task: str, seed: int) -> Path:
+    return results / Path(task).stem / method / f"seed{seed}.json"
+
+
+def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
+    cells = [(t, m, s) for t in tasks for m in methods for s in (seeds if m != ZERO_SHOT else [0])]
+    todo = [c for c in cells if not cell_path(args.results, c[1], *c[::2]).exists()]
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells done; running {len(todo)}", flush=True)
+    for task, method, seed in todo:
+        print(f"--- {method} on {task}, seed {seed}", flush=True)
+        start = time.time()
+        result = run_cell(method, task, seed, args)
+        record = {"method": method, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
+                  "split": load_task(task).split_note, "budget": {"steps": args.steps, "batch_size": args.batch_size,
+                  "max_length": args.max_length}, "command": args.command, **versions()}
+        path = cell_path(args.results, method, task, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(record, indent=2))
+        print(f"    accuracy {record['accuracy']:.3f}", flush=True)
+
+
+def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
+    cells = {}
+    for path in args.results.glob("*/*/seed*.json"):
+        record = json.loads(path.read_text())
+        cells.setdefault((record["method"], Path(record["task"]).stem), []).append(record)
+    tasks = [Path(t).stem for t in tasks]
+    commands = sorted({r["command"] for runs in cells.values() for r in runs})
+    lines = [f"# Method comparison on {args.model}", "",
+             f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran:",
+             *[f"- `{c}`" for c in commands], "",
+             f"Budget per run: {args.steps} optimizer steps of batch {args.batch_size}, inputs cut to {args.max_length} tokens. "
+             "Accuracy on each task's held-out test carve (see the split notes), mean ± std over the seeds present; "
+             "`n/N` says how many seeds of the grid ran. Missing cells are marked —.", "",
+             "| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|"]
+    for method in methods:
+        row, params, speed = [], "", ""
+        for task in tasks:
+            runs = cells.get((method, task), [])
+            wanted = 1 if method == ZERO_SHOT else len(seeds)
+            if not runs:
+                row.append(f"— (0/{wanted})")
+                continue
+            scores = [100 * r["accuracy"] for r in runs]
+            spread = f" ± {statistics.stdev(scores):.1f}" if len(scores) > 1 else ""
+            row.append(f"{statistics.mean(scores):.1f}{spread} ({len(runs)}/{wanted})")
+            params = f"{runs[0]['trainable_parameters']:,}"
+            timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
+            speed = f"{statistics.median(timed):.2f}" if timed else speed
+        lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
+    splits = sorted({r["split"] for runs in cells.values() for r in runs})
+    lines += ["", "Splits:", *[f"- {s}" for s in splits], "", "![accuracy by method and task](results.png)", ""]
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.report, "\n".join(lines))
+    chart(cells, methods, tasks, args.report.with_suffix(".png"))
+    print(f"wrote {args.report}")
+
+
+def chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(methods) * len(tasks) / 3), 4))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        means = [statistics.mean(r["accuracy"] for r in cells[(method, t)]) * 100 if (method, t) in cells else math.nan for t in tasks]
+        errors = [statistics.stdev([r["accuracy"] * 100 for r in cells[(method, t)]]) if len(cells.get((method, t), [])) > 1 else 0 for t in tasks]
+        axis.bar([x + i * width for x in range(len(tasks))], means, width, yerr=errors, label=method)
+    axis.set_xticks([x + 0.4 - width / 2 for x in range(len(tasks))], tasks)
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_ylim(40, 100)
+    axis.legend(fontsize=7, ncol=3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default=",".join([ZERO_SHOT, *METHODS, LORA]))
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--steps", type=int, default=150, help="optimizer steps per run (the same for every method)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=256, help="inputs longer than this lose their beginning (BoolQ passages)")
+    parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "compare")
+    parser.add_argument("--report", type=Path, default=ROOT / "docs" / "results.md")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing cells")
+    args = parser.parse_args()
+    args.command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
+    methods, tasks, seeds = args.methods.split(","), args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
+    if not args.report_only:
+        args.base = load_model(args.model)
+        fill(args, methods, tasks, seeds)
+    report(args, methods, tasks, seeds)
+
+
+if __name__ == "__main__":
+    main()

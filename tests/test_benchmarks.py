@@ -1,0 +1,33 @@
+"""Smoke run of the comparison benchmark on the tiny model: cells are written, skipped when present,
+and the report marks what is missing."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compare(*args):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_model_dir, reviews_file):
+    common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4",
+              "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
+    run = compare(*common, "--methods", "zero-shot,prompt-tuning,lora", "--seeds", "0")
+    assert run.returncode == 0, run.stderr
+    cell = json.loads((tmp_path / "cells" / "reviews" / "prompt-tuning" / "seed0.json").read_text())
+    assert 0 <= cell["accuracy"] <= 1 and cell["steps"] == 2 and cell["command"].startswith("python benchmarks/compare.py")
+    assert (tmp_path / "cells" / "reviews" / "lora" / "seed0.json").exists()
+
+    again = compare(*common, "--methods", "zero-shot,prompt-tuning,lora,capt", "--seeds", "0,1", "--report-only")
+    assert again.returncode == 0, again.stderr
+    report = (tmp_path / "results.md").read_text()
+    assert "| prompt-tuning | " in report and "(1/2)" in report and "| capt | — (0/2)" in report
+    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+    rerun = compare(*common, "--methods", "prompt-tuning", "--seeds", "0")
+    assert "1 of 1 cells done; running 0" in rerun.stdout
