@@ -60,3 +60,24 @@ def test_eval_refuses_a_corrupted_prompt_file(capsys, tmp_path):
     path.write_bytes(b"\x00" * 10)
     code, _, err = run(capsys, "eval", str(path), "--task", "sst2")
     assert code == 2 and "truncated or corrupted" in err
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"text": "good", "label": "positive"}\n{"label": "negative"}\n', "line 2: missing field 'text'"),
+    ("\n", "the dataset is empty"),
+])
+def test_train_refuses_bad_data_files_and_writes_nothing(capsys, tmp_path, tiny_model_dir, content, message):
+    data = tmp_path / "data.jsonl"
+    data.write_text(content)
+    out_dir = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--model", str(tiny_model_dir), "--task", str(data), "--output-dir", str(out_dir))
+    assert code == 2 and message in err
+    assert not out_dir.exists()
+
+
+def test_eval_refuses_a_prompt_made_for_another_model(capsys, tmp_path, tiny_model_dir, reviews_file):
+    out_dir = tmp_path / "run"
+    assert run(capsys, "train", "--model", str(tiny_model_dir), "--task", str(reviews_file), "--output-dir", str(out_dir),
+               "--max-steps", "1", "--dev-size", "0", "--zero-shot", "false")[0] == 0
+    code, _, err = run(capsys, "eval", str(out_dir / "prompt.safetensors"), "--model", "smollm2-135m")
+    assert code == 2 and "trained on base model" in err and "'smollm2-135m'" in err

@@ -60,3 +60,11 @@ def test_failed_write_leaves_the_old_file_untouched(tmp_path):
             raise RuntimeError("killed mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_hub_id_without_network_fails_clearly(monkeypatch):
+    from softprompt.models import load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SoftPromptError, match="cannot load model 'nobody/no-such-model'"):
+        load_model("nobody/no-such-model")

@@ -7,6 +7,7 @@ import torch
 
 from softprompt.api import TunedPrompt, load_prompt
 from softprompt.engine import encode, lm_loss, make_inputs
+from softprompt.generate import generate_ids
 from softprompt.methods import METHODS, build_method
 from softprompt.prompt import prompted_forward
 
@@ -82,3 +83,17 @@ def test_save_load_round_trip_is_exact(method_name, tiny_base, tiny_task, tmp_pa
 def test_every_method_is_listed_with_a_paper(method_name):
     cls = METHODS[method_name]
     assert cls.description and cls.paper and cls.name == method_name
+
+
+def test_batched_generation_equals_one_row_at_a_time(method_name, tiny_base, tiny_task):
+    """Decoding with the cache after any kind of prompt (embeddings, prefix keys/values, layer hooks)."""
+    method = built(method_name, tiny_base, tiny_task).eval()
+    examples = tiny_task.test
+    contexts = [e.context for e in encode(tiny_base, examples, 128)]
+    encoded = features(method, tiny_base, examples)
+    together = generate_ids(tiny_base, method, contexts, max_new_tokens=5, features=encoded)
+    for row, context in enumerate(contexts):
+        alone = generate_ids(tiny_base, method, [context], max_new_tokens=5,
+                             features=encoded[row:row + 1] if encoded is not None else None)
+        assert together[row] == alone[0]
+    assert all(len(ids) == 5 for ids in together)  # a random model does not stop early: all steps ran
