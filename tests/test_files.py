@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from softprompt.api import TunedPrompt, load_prompt
 from softprompt.errors import SoftPromptError

@@ -37,6 +37,10 @@ class PromptMethod(nn.Module):
     def initialize(self, base: FrozenModel, task) -> None:
         """Data-driven initialisation before training (from text, vocabulary, demonstrations...)."""
 
+    def init_text(self, task) -> str:
+        """The text a prompt starts from: the method's init_text option, else the task's description."""
+        return getattr(self.config, "init_text", "") or task.description
+
     def instance_features(self, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:
         """Per-example features from a frozen encoder, computed once per example and cached by the caller."""
         return None
@@ -56,3 +60,8 @@ def init_text_ids(base: FrozenModel, text: str, length: int) -> torch.Tensor:
         raise SoftPromptError(f"init text {text!r} tokenizes to nothing")
     repeats = -(-length // len(ids))
     return torch.tensor((ids * repeats)[:length])
+
+
+def text_embeddings(base: FrozenModel, text: str, length: int) -> torch.Tensor:
+    """(length, d) embeddings of `text`, repeated or truncated to `length` tokens."""
+    return base.embedding_matrix.detach()[init_text_ids(base, text, length)].clone()

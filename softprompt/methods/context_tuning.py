@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models import FrozenModel
-from .base import init_text_ids
+from .base import text_embeddings
 from .prompt_tuning import PromptTuning, PromptTuningConfig
 
 
@@ -33,7 +33,7 @@ class ContextTuning(PromptTuning):
     def initialize(self, base: FrozenModel, task) -> None:
         text = "\n\n".join(e.prompt + e.target for e in demonstrations(task.train, self.config.num_demonstrations)) + "\n\n"
         with torch.no_grad():
-            self.embeddings.copy_(base.embedding_matrix[init_text_ids(base, text, self.config.num_virtual_tokens)])
+            self.embeddings.copy_(text_embeddings(base, text, self.config.num_virtual_tokens))
 
 
 def demonstrations(examples: list, k: int, seed: int = 0) -> list:

@@ -8,8 +8,7 @@ from torch import nn
 
 from ..models import FrozenModel
 from ..prompt import Prompt, PromptInputs
-from .base import MethodConfig, PromptMethod
-from .prompt_tuning import initial_embeddings
+from .base import MethodConfig, PromptMethod, text_embeddings
 
 
 @dataclass
@@ -48,7 +47,7 @@ class DecomposedPromptTuning(PromptMethod):
 
     def initialize(self, base: FrozenModel, task) -> None:
         with torch.no_grad():
-            self.embeddings.copy_(initial_embeddings(base, "text", self.config.init_text or task.description, self.config.num_virtual_tokens))
+            self.embeddings.copy_(text_embeddings(base, self.init_text(task), self.config.num_virtual_tokens))
 
     def parameter_groups(self) -> list[dict]:
         return [{"params": [self.embeddings], "lr": self.config.learning_rate},

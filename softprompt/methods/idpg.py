@@ -9,8 +9,7 @@ from torch import nn
 from ..encoders import encode_inputs, encoder_width, pooled_inputs
 from ..models import FrozenModel
 from ..prompt import Prompt, PromptInputs
-from .base import MethodConfig, PromptMethod
-from .prompt_tuning import initial_embeddings
+from .base import MethodConfig, PromptMethod, text_embeddings
 
 
 @dataclass
@@ -45,7 +44,7 @@ class InstanceDependentPromptGeneration(PromptMethod):
 
     def initialize(self, base: FrozenModel, task) -> None:
         with torch.no_grad():
-            self.bias.copy_(initial_embeddings(base, "text", self.config.init_text or task.description, self.config.num_virtual_tokens))
+            self.bias.copy_(text_embeddings(base, self.init_text(task), self.config.num_virtual_tokens))
 
     def instance_features(self, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:
         return encode_inputs(self.config.encoder, base, texts)

@@ -9,8 +9,7 @@ from torch import nn
 from ..encoders import encode_inputs, encoder_width, pooled_inputs
 from ..models import FrozenModel
 from ..prompt import Prompt, PromptInputs
-from .base import MethodConfig, PromptMethod
-from .prompt_tuning import initial_embeddings
+from .base import MethodConfig, PromptMethod, text_embeddings
 
 
 @dataclass
@@ -52,9 +51,8 @@ class LowRankPromptAdaptation(PromptMethod):
             nn.init.zeros_(net[-1].bias)
 
     def initialize(self, base: FrozenModel, task) -> None:
-        text = self.config.init_text or task.description
         with torch.no_grad():
-            self.shared.copy_(2 * initial_embeddings(base, "text", text, self.config.num_virtual_tokens))
+            self.shared.copy_(2 * text_embeddings(base, self.init_text(task), self.config.num_virtual_tokens))
 
     def instance_features(self, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:
         return encode_inputs(self.config.encoder, base, texts)

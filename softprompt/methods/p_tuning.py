@@ -9,8 +9,7 @@ from torch import nn
 from ..errors import unknown_choice
 from ..models import FrozenModel
 from ..prompt import Prompt, PromptInputs
-from .base import MethodConfig, PromptMethod
-from .prompt_tuning import initial_embeddings
+from .base import MethodConfig, PromptMethod, text_embeddings
 
 ENCODERS = ("mlp", "lstm")
 
@@ -56,9 +55,8 @@ class PTuning(PromptMethod):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def initialize(self, base: FrozenModel, task) -> None:
-        text = self.config.init_text or task.description
         with torch.no_grad():
-            self.inputs.copy_(initial_embeddings(base, "text", text, self.config.num_virtual_tokens))
+            self.inputs.copy_(text_embeddings(base, self.init_text(task), self.config.num_virtual_tokens))
 
     def prompt_embeddings(self) -> torch.Tensor:
         """The materialised prompt P: (m, d)."""

@@ -47,7 +47,7 @@ class PrefixTuning(PromptMethod):
     def initialize(self, base: FrozenModel, task) -> None:
         if self.config.projection_hidden_size:
             return
-        ids = init_text_ids(base, self.config.init_text or task.description, self.config.num_virtual_tokens)
+        ids = init_text_ids(base, self.init_text(task), self.config.num_virtual_tokens)
         with torch.no_grad():
             cache = base.model(input_ids=ids.unsqueeze(0), use_cache=True).past_key_values
             real = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])

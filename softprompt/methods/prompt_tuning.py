@@ -9,7 +9,7 @@ from torch import nn
 from ..errors import unknown_choice
 from ..models import FrozenModel
 from ..prompt import Prompt, PromptInputs
-from .base import MethodConfig, PromptMethod, init_text_ids
+from .base import MethodConfig, PromptMethod, text_embeddings
 
 INITS = ("text", "vocab", "random")
 
@@ -30,7 +30,7 @@ def initial_embeddings(base: FrozenModel, init: str, text: str, length: int, see
     table = base.embedding_matrix.detach()
     generator = torch.Generator().manual_seed(seed)
     if init == "text":
-        return table[init_text_ids(base, text, length)].clone()
+        return text_embeddings(base, text, length)
     if init == "vocab":
         # Sample from the first 5000 rows: BPE vocabularies put common whole words first.
         rows = torch.randint(0, min(5000, table.shape[0]), (length,), generator=generator)
@@ -55,9 +55,8 @@ class PromptTuning(PromptMethod):
         self.embeddings = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.hidden_size))  # (m, d)
 
     def initialize(self, base: FrozenModel, task) -> None:
-        text = self.config.init_text or task.description
         with torch.no_grad():
-            self.embeddings.copy_(initial_embeddings(base, self.config.init, text, self.config.num_virtual_tokens))
+            self.embeddings.copy_(initial_embeddings(base, self.config.init, self.init_text(task), self.config.num_virtual_tokens))
 
     def forward(self, inputs: PromptInputs) -> Prompt:
         return Prompt(embeds=self.embeddings.expand(inputs.batch_size, -1, -1))

@@ -8,8 +8,7 @@ from torch import nn
 
 from ..models import FrozenModel
 from ..prompt import Prompt, PromptInputs
-from .base import MethodConfig, PromptMethod
-from .prompt_tuning import initial_embeddings
+from .base import MethodConfig, PromptMethod, text_embeddings
 
 
 @dataclass
@@ -53,7 +52,7 @@ class PromptTuningMixtureOfExperts(PromptMethod):
 
     def initialize(self, base: FrozenModel, task) -> None:
         c = self.config
-        text = initial_embeddings(base, "text", c.init_text or task.description, c.num_virtual_tokens)
+        text = text_embeddings(base, self.init_text(task), c.num_virtual_tokens)
         u, s, vh = torch.linalg.svd(text, full_matrices=False)
         root = s[: c.rank].sqrt()
         a = u[:, : c.rank] * root  # (T, R)
