@@ -99,9 +99,10 @@ def lm_loss(base: FrozenModel, prompt_fn, batch: list[Encoded], features: torch.
     return -logprobs.sum() / is_target.sum(), sum(len(e.context) + len(e.target) for e in batch)
 
 
-def choice_loss(base: FrozenModel, prompt_fn, batch: list[Encoded], features: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+def choice_loss(base: FrozenModel, prompt_fn, batch: list[Encoded], features: torch.Tensor | None = None,
+                length_normalized: bool = False) -> tuple[torch.Tensor, int]:
     """Cross-entropy over the choices' scores (the decision the metric judges), and tokens processed."""
-    scores = choice_scores(base, prompt_fn, batch, False, features)
+    scores = choice_scores(base, prompt_fn, batch, length_normalized, features)
     labels = torch.tensor([e.label for e in batch])
     return torch.nn.functional.cross_entropy(scores, labels), sum(len(e.context) + 1 for e in batch)
 

@@ -2,6 +2,7 @@
 evaluation each epoch keeping the best prompt, checkpoints that resume exactly, a JSONL log and a plot."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -14,8 +15,8 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .api import TunedPrompt, evaluate_prompt
-from .engine import Encoded, accuracy, bucketed_batches, encode, lm_loss, no_prompt
-from .errors import SoftPromptError
+from .engine import Encoded, accuracy, bucketed_batches, choice_loss, encode, lm_loss, no_prompt
+from .errors import SoftPromptError, unknown_choice
 from .files import atomic_path, write_text_atomic
 from .methods import build_method
 from .models import DEFAULT_MODEL, FrozenModel, load_model
@@ -23,6 +24,7 @@ from .plots import plot_curves
 from .tasks import FileTaskOptions, Task, load_task, seeded_carve
 
 CHECKPOINT = "checkpoint.pt"
+OBJECTIVES = ("choice", "lm")
 PROMPT = "prompt.safetensors"
 
 
@@ -37,6 +39,7 @@ class TrainConfig:
     output_dir: str = ""
     """Where the prompt, checkpoint, log and plot go; empty means runs/<task>-<method>."""
     epochs: int = 3
+    """Passes over the training examples."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0: run all epochs)."""
     batch_size: int = 8
@@ -49,8 +52,12 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = 256
     """Longest input in tokens, prompt included; longer contexts lose their beginning."""
-    dev_size: int = 60
-    """Training examples held out to pick the best epoch (0: keep the last prompt)."""
+    dev_size: int = 0
+    """Training examples held out to pick the best epoch (0: train on all, keep the last prompt). A dev
+    set of a few dozen examples picks noise, so this only pays on larger training sets."""
+    objective: str = "choice"
+    """choice: cross-entropy over the answer choices (classification / multiple choice); lm: likelihood
+    of the true answer's tokens. Generation tasks always use lm."""
     eval_batch_size: int = 16
     checkpoint_every: int = 50
     """Save a resumable checkpoint every N optimizer steps (and at every epoch end)."""
@@ -92,6 +99,12 @@ class Trainer:
         self.output_dir = config.resolved_output_dir()
         self.base = base or load_model(config.model)
         self.task = task or load_task(config.task, FileTaskOptions(**config.file_options))
+        if config.objective not in OBJECTIVES:
+            raise unknown_choice("objective", config.objective, OBJECTIVES)
+        choice_task = self.task.train[0].is_choice
+        self.loss_fn = lm_loss
+        if config.objective == "choice" and choice_task:
+            self.loss_fn = functools.partial(choice_loss, length_normalized=self.task.length_normalized)
         torch.manual_seed(config.seed)
         self.method = build_method(config.method, self.base, config.method_options)
         self.method.initialize(self.base, self.task)
@@ -173,7 +186,7 @@ class Trainer:
     def _micro_step(self, indices: list[int]) -> tuple[float, int]:
         batch = [self.train_set[i] for i in indices]
         features = self.train_features[indices] if self.train_features is not None else None
-        loss, tokens = lm_loss(self.base, self.method, batch, features)
+        loss, tokens = self.loss_fn(self.base, self.method, batch, features)
         if not torch.isfinite(loss):
             raise SoftPromptError(f"loss became {loss.item()} at step {self.step}; stopping. The last good checkpoint "
                                   f"({self.output_dir / CHECKPOINT}) is untouched: lower the learning rate and --resume")
