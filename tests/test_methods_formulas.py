@@ -1,9 +1,11 @@
 """Each method's defining computation, checked against the formula written out independently."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from softprompt.engine import encode, make_inputs
+from softprompt.errors import SoftPromptError
 from softprompt.methods import build_method
 from softprompt.methods.context_tuning import demonstrations
 from softprompt.methods.prompt_tuning import initial_embeddings
@@ -119,3 +121,8 @@ def test_idpg_starts_at_its_bias_and_then_depends_on_the_input(tiny_base, tiny_t
         method.up.weight.normal_()
     prompt = method(inputs).embeds
     assert not torch.allclose(prompt[0], prompt[1])
+
+
+def test_pt_moe_refuses_a_rank_above_the_prompt_length(tiny_base):
+    with pytest.raises(SoftPromptError, match="rank <= num_virtual_tokens"):
+        build_method("pt-moe", tiny_base, {"num_virtual_tokens": 8, "rank": 16})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import SoftPromptError
 from ..models import FrozenModel
 from ..prompt import Prompt, PromptInputs
 from .base import MethodConfig, PromptMethod, text_embeddings
@@ -44,6 +45,9 @@ class PromptTuningMixtureOfExperts(PromptMethod):
     def __init__(self, config: PtMoeConfig, base: FrozenModel):
         super().__init__(config, base)
         n, t, r, d = config.num_experts, config.num_virtual_tokens, config.rank, base.hidden_size
+        if not 1 <= r <= min(t, d) or not 1 <= config.top_k <= n:
+            raise SoftPromptError(f"pt-moe needs 1 <= rank <= num_virtual_tokens ({t}) and 1 <= top_k <= num_experts ({n}); "
+                                  f"got rank={r}, top_k={config.top_k}")
         self.experts = nn.Parameter(torch.randn(n, t, r) * 0.02)  # A: (N, T, R)
         self.projection = nn.Parameter(torch.randn(r, d) * 0.02)  # B: (R, d)
         self.router = nn.Linear(d, n)
