@@ -125,10 +125,11 @@ class Trainer:
     def _prepare(self, examples: list) -> tuple[list[Encoded], torch.Tensor | None]:
         if not examples:
             return [], None
-        encoded = encode(self.base, examples, self.config.max_length)
+        return encode(self.base, examples, self.config.max_length), self._features(examples)
+
+    def _features(self, examples: list) -> torch.Tensor | None:
         with torch.no_grad():  # frozen encoders run once per example, not once per step
-            features = self.method.instance_features(self.base, [e.prompt for e in examples])
-        return encoded, features
+            return self.method.instance_features(self.base, [e.prompt for e in examples])
 
     # ---- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -250,7 +251,7 @@ class Trainer:
         self.method.load_state_dict(self.best_state)
         self.method.eval()
         prompt = TunedPrompt(self.base, self.method, {})
-        features = self._prepare(self.task.test)[1]
+        features = self._features(self.task.test)
         with tqdm(total=len(self.task.test), desc="test", unit="ex") as bar:
             metrics = evaluate_prompt(self.base, self.method, self.task, config.eval_batch_size, config.max_length, features, bar)
         if config.zero_shot:
