@@ -98,7 +98,7 @@ def test_dept_updates_each_real_token_by_its_position_row(tiny_base, tiny_task):
         torch.testing.assert_close(delta[b, real], expected)
         assert delta[b, inputs.attention_mask[b] == 0].abs().sum() == 0
     groups = method.parameter_groups()
-    assert [g["lr"] for g in groups] == [3e-1, 1e-2]
+    assert [g["lr"] for g in groups] == [3e-2, 1e-2]
 
 
 def test_context_tuning_starts_from_balanced_demonstrations(tiny_base, tiny_task):

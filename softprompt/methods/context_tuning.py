@@ -17,7 +17,6 @@ class ContextTuningConfig(PromptTuningConfig):
     num_demonstrations: int = 4
     """k training examples (balanced over labels where there are labels) written as the initial prompt."""
     learning_rate: float = 3e-2
-    """Lower than prompt tuning's: the start is already a good in-context prompt."""
 
 
 class ContextTuning(PromptTuning):

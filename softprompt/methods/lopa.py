@@ -24,7 +24,7 @@ class LopaConfig(MethodConfig):
     """Width of the two small networks producing u and v."""
     init_text: str = ""
     """Text initialising the shared prompt; empty means the task's description."""
-    learning_rate: float = 1e-1
+    learning_rate: float = 3e-2
 
 
 class LowRankPromptAdaptation(PromptMethod):

@@ -22,7 +22,7 @@ class PromptTuningConfig(MethodConfig):
     """text: embeddings of init_text (repeated to m tokens); vocab: sampled vocabulary rows; random: N(0, std of the vocabulary)."""
     init_text: str = ""
     """Text for init=text; empty means the task's own description."""
-    learning_rate: float = 3e-1
+    learning_rate: float = 3e-2
 
 
 def initial_embeddings(base: FrozenModel, init: str, text: str, length: int, seed: int = 0) -> torch.Tensor:

@@ -26,7 +26,7 @@ class PtMoeConfig(MethodConfig):
     """Std of the multiplicative Gaussian noise on router logits during training."""
     init_text: str = ""
     """Text whose embeddings' SVD initialises A_i and B; empty means the task's description."""
-    learning_rate: float = 1e-1
+    learning_rate: float = 3e-2
 
 
 class PromptTuningMixtureOfExperts(PromptMethod):
