@@ -45,7 +45,8 @@ class TunedPrompt:
             raise SoftPromptError("this prompt was not trained on a classification task: it has no label words")
         self.method.eval()
         encoded = encode(self.base, [_as_example(t, labels) for t in texts], self.info.get("max_length", 512))
-        scores = choice_scores(self.base, self, encoded, False, self.features(texts))
+        with torch.no_grad():
+            scores = choice_scores(self.base, self, encoded, False, self.features(texts))
         probabilities = torch.softmax(scores, -1)
         return [{"label": labels[int(p.argmax())].strip(), "probabilities": {l.strip(): float(v) for l, v in zip(labels, p)}}
                 for p in probabilities]

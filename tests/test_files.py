@@ -67,3 +67,11 @@ def test_hub_id_without_network_fails_clearly(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SoftPromptError, match="cannot load model 'nobody/no-such-model'"):
         load_model("nobody/no-such-model")
+
+
+def test_loaded_prompt_classifies_and_generates(saved, tiny_base):
+    prompt = load_prompt(saved, tiny_base)
+    results = prompt.classify(["Review: a delight\nSentiment:", "Review: awful\nSentiment:"])
+    assert [sorted(r["probabilities"]) for r in results] == [["negative", "positive"]] * 2
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 and r["label"] in ("negative", "positive") for r in results)
+    assert len(prompt.generate(["Review: a delight\nSentiment:"], max_new_tokens=2)) == 1
