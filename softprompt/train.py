@@ -92,7 +92,7 @@ def _split_dev(task: Task, dev_size: int, seed: int) -> tuple[list, list]:
 
 
 class Trainer:
-    """Holds the state of one run; `run()` trains, evaluates and saves."""
+    """Holds the state of one run: `train()` runs the loop (resumable), `finish()` scores and saves."""
 
     def __init__(self, config: TrainConfig, base: FrozenModel | None = None, task: Task | None = None):
         self.config = config
