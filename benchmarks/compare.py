@@ -134,7 +134,9 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
              *[f"- `{c}`" for c in commands], "",
              f"Budget per run: {args.steps} optimizer steps of batch {args.batch_size}, inputs cut to {args.max_length} tokens. "
              "Accuracy on each task's held-out test carve (see the split notes), mean ± std over the seeds present; "
-             "`n/N` says how many seeds of the grid ran. Missing cells are marked —.", "",
+             "`n/N` says how many seeds of the grid ran. Missing cells are marked —. "
+             "s/step is the median of one run's steps and depends on what else the machine was doing: "
+             "read it as a rough size, not a speed comparison.", "",
              "| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|"]
     for method in methods:
         row, params, speed = [], "", ""
@@ -160,12 +162,13 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
 
 
 def chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(methods) * len(tasks) / 3), 4))
+    figure, axis = plt.subplots(figsize=(min(14, 4 + 2.5 * len(tasks)), 4.5))
     width = 0.8 / len(methods)
+    colors = plt.get_cmap("tab20").colors  # more methods than the default 10-colour cycle
     for i, method in enumerate(methods):
         means = [statistics.mean(r["accuracy"] for r in cells[(method, t)]) * 100 if (method, t) in cells else math.nan for t in tasks]
         errors = [statistics.stdev([r["accuracy"] * 100 for r in cells[(method, t)]]) if len(cells.get((method, t), [])) > 1 else 0 for t in tasks]
-        axis.bar([x + i * width for x in range(len(tasks))], means, width, yerr=errors, label=method)
+        axis.bar([x + i * width for x in range(len(tasks))], means, width, yerr=errors, label=method, color=colors[i % len(colors)])
     axis.set_xticks([x + 0.4 - width / 2 for x in range(len(tasks))], tasks)
     axis.set_ylabel("test accuracy (%)")
     axis.set_ylim(40, 100)
