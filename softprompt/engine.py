@@ -21,11 +21,11 @@ class Encoded:
     index: int  # position in the example list (to look up cached per-example features)
 
 
-def encode(base: FrozenModel, examples: list[Example], max_length: int, prompt_positions: int = 0) -> list[Encoded]:
+def encode(base: FrozenModel, examples: list[Example], max_length: int) -> list[Encoded]:
     """Tokenise once. Contexts longer than the room left by the prompt and the longest choice lose their
     beginning, which keeps the question and the answer cue that formats put last."""
     tokenizer = base.tokenizer
-    limit = min(max_length, base.max_length) - prompt_positions
+    limit = min(max_length, base.max_length)
     encoded = []
     for index, example in enumerate(examples):
         context = tokenizer(example.prompt)["input_ids"]

@@ -43,13 +43,6 @@ class Prompt:
     before_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None
     """Rewrites the hidden states (B, m + T, d) entering decoder layer i, during the prompted pass only."""
 
-    @property
-    def num_prefix_positions(self) -> int:
-        """Positions the prompt occupies ahead of the text (keys/values first, then embeddings)."""
-        cached = self.key_values[0][0].shape[2] if self.key_values else 0
-        embedded = self.embeds.shape[1] if self.embeds is not None else 0
-        return cached + embedded
-
 
 def prompted_forward(
     base: FrozenModel,

@@ -51,7 +51,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 256
-    """Longest input in tokens, prompt included; longer contexts lose their beginning."""
+    """Longest text in tokens (context + answer; the prompt comes on top); longer contexts lose their beginning."""
     dev_size: int = 0
     """Training examples held out to pick the best epoch (0: train on all, keep the last prompt). A dev
     set of a few dozen examples picks noise, so this only pays on larger training sets."""
