@@ -49,8 +49,7 @@ def _eval(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     args = parser.parse_args(argv)
-    from .api import evaluate_prompt, load_prompt
-    from .engine import no_prompt
+    from .api import load_prompt, zero_shot
     from .models import load_model
     from .tasks import load_task
 
@@ -60,8 +59,10 @@ def _eval(argv: list[str]) -> None:
     prompt = load_prompt(args.prompt, base) if args.prompt else None
     base = prompt.base if prompt else base or load_model(DEFAULT_MODEL)
     task = load_task(args.task or prompt.info["task"])
-    features = prompt.features([e.prompt for e in task.test]) if prompt else None
-    metrics = evaluate_prompt(base, prompt or no_prompt, task, args.batch_size, args.max_length, features)
+    if prompt:
+        metrics = prompt.evaluate(task, args.batch_size, args.max_length)
+    else:
+        metrics = zero_shot(base, task, args.batch_size, args.max_length)
     print(json.dumps({"task": task.name, "prompt": args.prompt, "split": task.split_note, **metrics}))
 
 

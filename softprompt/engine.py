@@ -22,8 +22,8 @@ class Encoded:
 
 
 def encode(base: FrozenModel, examples: list[Example], max_length: int) -> list[Encoded]:
-    """Tokenise once. Contexts longer than the room left by the prompt and the longest choice lose their
-    beginning, which keeps the question and the answer cue that formats put last."""
+    """Tokenise once. Contexts longer than max_length minus the longest choice lose their beginning,
+    which keeps the question and the answer cue that formats put last."""
     tokenizer = base.tokenizer
     limit = min(max_length, base.max_length)
     encoded = []
