@@ -29,16 +29,18 @@ def _train(argv: list[str]) -> None:
     from .train import train
 
     result = train(config)
-    _report(result.metrics, result.prompt.info["split"])
-    print(f"saved {result.output_dir / 'prompt.safetensors'} (+ metrics.jsonl, curves.png, checkpoint.pt)")
+    for name, prompt in result.prompts.items():
+        _report(prompt.info["metrics"], name if len(result.prompts) > 1 else "", prompt.info["split"])
+    saved = ", ".join(str(p) for p in sorted(result.output_dir.rglob("prompt.safetensors")))
+    print(f"saved {saved} (+ metrics.jsonl, curves.png, checkpoint.pt)")
 
 
-def _report(metrics: dict, split: str) -> None:
+def _report(metrics: dict, task: str, split: str) -> None:
     for name in ("accuracy", "exact_match"):
         if name in metrics:
             baseline = metrics.get(f"zero_shot_{name}")
             before = f"zero-shot {baseline:.1%} -> " if baseline is not None else ""
-            print(f"test {name}: {before}tuned {metrics[name]:.1%}   [{split}]")
+            print(f"{task + ' ' if task else ''}test {name}: {before}tuned {metrics[name]:.1%}   [{split}]")
 
 
 def _eval(argv: list[str]) -> None:

@@ -33,12 +33,13 @@ def _bool(text: str) -> bool:
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One option per scalar field of `cls`, defaulting to None so only what the user typed is set."""
+    """One option per scalar field of `cls`, defaulting to None so only what the user typed is set.
+    Fields marked `metadata={"internal": True}` are set by the program, not the user, and get none."""
     docs = field_docs(cls)
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
     for item in dataclasses.fields(cls):
         kind = {"int": int, "float": float, "str": str, "bool": _bool}.get(str(hints[item.name]))
-        if kind is None or item.name in skip:
+        if kind is None or item.name in skip or item.metadata.get("internal"):
             continue
         default = item.default
         parser.add_argument(f"--{item.name.replace('_', '-')}", dest=item.name, type=kind, default=None,

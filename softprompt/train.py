@@ -7,6 +7,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,10 +16,18 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .api import TunedPrompt, evaluate_prompt
-from .engine import Encoded, accuracy, bucketed_batches, choice_loss, encode, lm_loss, no_prompt
+from .engine import (
+    Encoded,
+    accuracy,
+    bucketed_batches,
+    choice_loss,
+    encode,
+    lm_loss,
+    no_prompt,
+)
 from .errors import SoftPromptError, unknown_choice
 from .files import atomic_path, write_text_atomic
-from .methods import build_method
+from .methods import PromptMethod, build_method
 from .models import DEFAULT_MODEL, FrozenModel, load_model
 from .plots import plot_curves
 from .tasks import FileTaskOptions, Task, load_task, seeded_carve
@@ -77,9 +86,34 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    prompt: TunedPrompt
-    metrics: dict
+    prompts: dict[str, TunedPrompt]
+    """One trained prompt per task (several when trained on several tasks at once)."""
     output_dir: Path
+
+    @property
+    def prompt(self) -> TunedPrompt:
+        """The trained prompt of a single-task run."""
+        if len(self.prompts) > 1:
+            raise SoftPromptError(f"this run trained {len(self.prompts)} tasks: use result.prompts[name], name in {list(self.prompts)}")
+        return next(iter(self.prompts.values()))
+
+    @property
+    def metrics(self) -> dict:
+        """Test metrics of a single-task run."""
+        return self.prompt.info["metrics"]
+
+
+@dataclass
+class TaskData:
+    """One task of a run: its encoded examples, cached features, loss, and the method's prompt for it."""
+
+    task: Task
+    prompt: PromptMethod
+    loss_fn: Callable
+    train_set: list[Encoded]
+    train_features: torch.Tensor | None
+    dev_set: list[Encoded]
+    dev_features: torch.Tensor | None
 
 
 def _split_dev(task: Task, dev_size: int, seed: int) -> tuple[list, list]:
@@ -101,26 +135,27 @@ class Trainer:
         self.task = task or load_task(config.task, FileTaskOptions(**config.file_options))
         if config.objective not in OBJECTIVES:
             raise unknown_choice("objective", config.objective, OBJECTIVES)
-        choice_task = self.task.train[0].is_choice
-        self.loss_fn = lm_loss
-        if config.objective == "choice" and choice_task:
-            self.loss_fn = functools.partial(choice_loss, length_normalized=self.task.length_normalized)
         torch.manual_seed(config.seed)
         self.method = build_method(config.method, self.base, config.method_options)
         self.method.initialize(self.base, self.task)
-        train, dev = _split_dev(self.task, config.dev_size, config.seed)
-        self.train_set, self.train_features = self._prepare(train)
-        self.dev_set, self.dev_features = self._prepare(dev)
+        self.parts = [self._task_data(task) for task in self.task.subtasks()]
         groups = self.method.parameter_groups()
         if config.learning_rate:
             groups = [{**g, "lr": config.learning_rate} for g in groups]
         self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-        self.batches_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
+        self.batches_per_epoch = sum(math.ceil(len(p.train_set) / config.batch_size) for p in self.parts)
         steps_per_epoch = math.ceil(self.batches_per_epoch / config.gradient_accumulation)
         self.total_steps = config.max_steps or config.epochs * steps_per_epoch
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_score, self.best_state, self.history = -math.inf, None, []
+
+    def _task_data(self, task: Task) -> TaskData:
+        loss_fn = lm_loss
+        if self.config.objective == "choice" and task.train[0].is_choice:
+            loss_fn = functools.partial(choice_loss, length_normalized=task.length_normalized)
+        train, dev = _split_dev(task, self.config.dev_size, self.config.seed)
+        return TaskData(task, self.method.for_task(task.name), loss_fn, *self._prepare(train), *self._prepare(dev))
 
     def _prepare(self, examples: list) -> tuple[list[Encoded], torch.Tensor | None]:
         if not examples:
@@ -130,6 +165,17 @@ class Trainer:
     def _features(self, examples: list) -> torch.Tensor | None:
         with torch.no_grad():  # frozen encoders run once per example, not once per step
             return self.method.instance_features(self.base, [e.prompt for e in examples])
+
+    def _epoch_batches(self) -> list[tuple[int, list[int]]]:
+        """(task number, example indices) for every batch of this epoch. A batch holds one task's examples;
+        the tasks' batches are interleaved in a seeded order, a pure function of (seed, epoch)."""
+        batches = [(k, batch) for k, part in enumerate(self.parts)
+                   for batch in bucketed_batches([len(e.context) + len(e.target) for e in part.train_set],
+                                                 self.config.batch_size, self.config.seed, self.epoch)]
+        if len(self.parts) == 1:
+            return batches
+        order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch))
+        return [batches[i] for i in order.tolist()]
 
     # ---- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -173,21 +219,24 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------
     def _dev_score(self) -> float | None:
-        if not self.dev_set:
-            return None
+        """Mean over tasks of the dev metric (accuracy, or minus the loss for generation tasks)."""
+        scores = [self._task_dev_score(part) for part in self.parts if part.dev_set]
+        return sum(scores) / len(scores) if scores else None
+
+    def _task_dev_score(self, part: TaskData) -> float:
         self.method.eval()
-        if self.dev_set[0].label is not None:
-            score = accuracy(self.base, self.method, self.dev_set, self.task, self.config.eval_batch_size, self.dev_features)
+        if part.dev_set[0].label is not None:
+            score = accuracy(self.base, part.prompt, part.dev_set, part.task, self.config.eval_batch_size, part.dev_features)
         else:  # generation: lower dev loss is better; generating the dev set every epoch costs too much
             with torch.no_grad():
-                score = -lm_loss(self.base, self.method, self.dev_set, self.dev_features)[0].item()
+                score = -lm_loss(self.base, part.prompt, part.dev_set, part.dev_features)[0].item()
         self.method.train()
         return score
 
-    def _micro_step(self, indices: list[int]) -> tuple[float, int]:
-        batch = [self.train_set[i] for i in indices]
-        features = self.train_features[indices] if self.train_features is not None else None
-        loss, tokens = self.loss_fn(self.base, self.method, batch, features)
+    def _micro_step(self, part: TaskData, indices: list[int]) -> tuple[float, int]:
+        batch = [part.train_set[i] for i in indices]
+        features = part.train_features[indices] if part.train_features is not None else None
+        loss, tokens = part.loss_fn(self.base, part.prompt, batch, features)
         if not torch.isfinite(loss):
             raise SoftPromptError(f"loss became {loss.item()} at step {self.step}; stopping. The last good checkpoint "
                                   f"({self.output_dir / CHECKPOINT}) is untouched: lower the learning rate and --resume")
@@ -212,14 +261,14 @@ class Trainer:
 
     def train(self) -> None:
         config = self.config
-        lengths = [len(e.context) + len(e.target) for e in self.train_set]
         self.method.train()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{config.method} on {self.task.name}", unit="step")
         window_loss, window_tokens, window_start, accumulated = [], 0, time.perf_counter(), 0
         while self.step < self.total_steps and (config.max_steps or self.epoch < config.epochs):
-            batches = bucketed_batches(lengths, config.batch_size, config.seed, self.epoch)
+            batches = self._epoch_batches()
             while self.batch_in_epoch < len(batches) and self.step < self.total_steps:
-                loss, tokens = self._micro_step(batches[self.batch_in_epoch])
+                part, indices = batches[self.batch_in_epoch]
+                loss, tokens = self._micro_step(self.parts[part], indices)
                 self.batch_in_epoch += 1
                 accumulated += 1
                 window_loss.append(loss)
@@ -246,31 +295,43 @@ class Trainer:
             self.save_checkpoint()
 
     def finish(self) -> TrainResult:
-        """Keep the best prompt, score it (and the bare model) on the test set, and write the outputs."""
+        """Keep the best prompt, score it (and the bare model) on each task's test set, and write the outputs:
+        prompt.safetensors, or <task>/prompt.safetensors for each task of a multi-task run."""
         config = self.config
         self.method.load_state_dict(self.best_state)
         self.method.eval()
-        prompt = TunedPrompt(self.base, self.method, {})
-        features = self._features(self.task.test)
-        with tqdm(total=len(self.task.test), desc="test", unit="ex") as bar:
-            metrics = evaluate_prompt(self.base, self.method, self.task, config.eval_batch_size, config.max_length, features, bar)
-        if config.zero_shot:
-            with tqdm(total=len(self.task.test), desc="zero-shot", unit="ex") as bar:
-                bare = evaluate_prompt(self.base, no_prompt, self.task, config.eval_batch_size, config.max_length, None, bar)
-            metrics.update({f"zero_shot_{k}": v for k, v in bare.items()})
+        shared = {"trainable_parameters": sum(p.numel() for p in self.method.parameters()), "steps": self.step}
         train_steps = [r for r in self.history if "loss" in r]
         if train_steps:
-            metrics["seconds_per_step"] = statistics.median(r["seconds"] for r in train_steps)
-        metrics["trainable_parameters"] = sum(p.numel() for p in self.method.parameters())
-        metrics["steps"] = self.step
-        prompt.info = {"task": config.task, "split": self.task.split_note, "label_words": list(self.task.label_words),
-                       "max_length": config.max_length, "metrics": metrics, "train_config": asdict(config)}
-        prompt.save(self.output_dir / PROMPT)
+            shared["seconds_per_step"] = statistics.median(r["seconds"] for r in train_steps)
+        prompts = {}
+        for part in self.parts:
+            metrics = {**self._test_metrics(part), **shared}
+            prompt = TunedPrompt(self.base, part.prompt, {
+                "task": part.task.name if len(self.parts) > 1 else config.task, "split": part.task.split_note,
+                "label_words": list(part.task.label_words), "max_length": config.max_length, "metrics": metrics,
+                "train_config": asdict(config)})
+            prompt.save(self.prompt_path(part.task.name))
+            prompts[part.task.name] = prompt
+            self.history.append({"test": metrics, "task": part.task.name})
         write_text_atomic(self.output_dir / "train_config.json", json.dumps(asdict(config), indent=2))
-        self.history.append({"test": metrics})
         self._write_log()
         plot_curves(self.history, self.output_dir / "curves.png", f"{config.method} on {self.task.name}")
-        return TrainResult(prompt, metrics, self.output_dir)
+        return TrainResult(prompts, self.output_dir)
+
+    def prompt_path(self, task_name: str) -> Path:
+        return self.output_dir / PROMPT if len(self.parts) == 1 else self.output_dir / task_name / PROMPT
+
+    def _test_metrics(self, part: TaskData) -> dict:
+        config, task = self.config, part.task
+        features = self._features(task.test)
+        with tqdm(total=len(task.test), desc=f"test {task.name}", unit="ex") as bar:
+            metrics = evaluate_prompt(self.base, part.prompt, task, config.eval_batch_size, config.max_length, features, bar)
+        if config.zero_shot:
+            with tqdm(total=len(task.test), desc=f"zero-shot {task.name}", unit="ex") as bar:
+                bare = evaluate_prompt(self.base, no_prompt, task, config.eval_batch_size, config.max_length, None, bar)
+            metrics.update({f"zero_shot_{k}": v for k, v in bare.items()})
+        return metrics
 
 
 def train(config: TrainConfig | None = None, base: FrozenModel | None = None, **overrides) -> TrainResult:

@@ -25,7 +25,7 @@ def test_list_shows_methods_models_and_tasks(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--task", "sst3"], "unknown task 'sst3'; choose one of: .*sst2"),
-    (["train", "--method", "magic"], "unknown method 'magic'; choose one of: capt, context-tuning, dept, idpg, lopa, p-tuning, prefix-tuning, prompt-tuning, pt-moe"),
+    (["train", "--method", "magic"], "unknown method 'magic'; choose one of: capt, context-tuning, dept, idpg, lopa, multitask-prompt-tuning, p-tuning, prefix-tuning, prompt-tuning, pt-moe"),
     (["train", "--model", "no-such-model"], "unknown model 'no-such-model'; choose one of: .*smollm2-135m"),
     (["eval"], "--task is required"),
 ])

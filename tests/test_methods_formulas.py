@@ -1,6 +1,8 @@
 """Each method's defining computation, checked against the formula written out independently."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from softprompt.methods import build_method
 from softprompt.methods.context_tuning import demonstrations
 from softprompt.methods.prompt_tuning import initial_embeddings
 from softprompt.prompt import prompted_forward
+from softprompt.tasks import combine_tasks
 
 
 def batch_of(base, task, method=None, count=4):
@@ -126,3 +129,24 @@ def test_idpg_starts_at_its_bias_and_then_depends_on_the_input(tiny_base, tiny_t
 def test_pt_moe_refuses_a_rank_above_the_prompt_length(tiny_base):
     with pytest.raises(SoftPromptError, match="rank <= num_virtual_tokens"):
         build_method("pt-moe", tiny_base, {"num_virtual_tokens": 8, "rank": 16})
+
+
+def test_multitask_prompt_is_shared_prompt_times_rank_one_task_factor(tiny_base, tiny_task):
+    two_tasks = combine_tasks([tiny_task, replace(tiny_task, name="moods")])
+    method = build_method("multitask-prompt-tuning", tiny_base, {"num_virtual_tokens": 5})
+    method.initialize(tiny_base, two_tasks)
+    text = initial_embeddings(tiny_base, "text", two_tasks.description, 5)
+    inputs = batch_of(tiny_base, tiny_task)
+    for name in ("reviews", "moods"):  # every task starts at the shared text initialisation
+        torch.testing.assert_close(method.for_task(name)(inputs).embeds[0], text)
+    with torch.no_grad():
+        method.token_factors.normal_()
+        method.feature_factors.normal_()
+    for k, name in enumerate(("reviews", "moods")):
+        expected = method.shared * (method.token_factors[k].unsqueeze(1) * method.feature_factors[k].unsqueeze(0))
+        torch.testing.assert_close(method.for_task(name)(inputs).embeds[1], expected)
+    assert not torch.allclose(method.for_task("reviews").task_prompt(), method.for_task("moods").task_prompt())
+    with pytest.raises(SoftPromptError, match="pick one with for_task"):
+        method(inputs)
+    with pytest.raises(SoftPromptError, match="not 'copa'"):
+        method.for_task("copa")

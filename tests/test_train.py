@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from softprompt.api import load_prompt
 from softprompt.errors import SoftPromptError
 from softprompt.train import TrainConfig, Trainer, train
 
@@ -75,3 +76,22 @@ def test_both_objectives_train_and_an_unknown_one_is_refused(tmp_path, tiny_base
     assert not torch.equal(lm.prompt.method.embeddings, choice.prompt.method.embeddings)
     with pytest.raises(SoftPromptError, match="unknown objective 'mse'; choose one of: choice, lm"):
         train(config(tmp_path / "bad", reviews_file, objective="mse"), base=tiny_base)
+
+
+def test_training_on_several_tasks_writes_one_prompt_per_task(tmp_path, tiny_base, reviews_file):
+    moods = tmp_path / "moods.jsonl"
+    moods.write_text(reviews_file.read_text().replace('"negative"', '"sad"').replace('"positive"', '"happy"'))
+    run = config(tmp_path, f"{reviews_file},{moods}", method="multitask-prompt-tuning", dev_size=0, max_steps=4)
+    result = train(run, base=tiny_base)
+    assert set(result.prompts) == {"reviews", "moods"}
+    with pytest.raises(SoftPromptError, match="use result.prompts"):
+        _ = result.prompt
+    log = [json.loads(line) for line in result.output_dir.joinpath("metrics.jsonl").read_text().splitlines()]
+    assert [r["task"] for r in log if "test" in r] == ["reviews", "moods"]
+    for name, words in (("reviews", [" negative", " positive"]), ("moods", [" happy", " sad"])):
+        loaded = load_prompt(result.output_dir / name / "prompt.safetensors", tiny_base)
+        assert loaded.info["label_words"] == words and loaded.info["task"] == name
+        trained = result.prompts[name].method.task_prompt()
+        torch.testing.assert_close(loaded.method.task_prompt(), trained)
+    first, second = (result.prompts[n].method.task_prompt() for n in ("reviews", "moods"))
+    assert not torch.allclose(first, second), "each task's factor must have learned from its own batches"

@@ -11,6 +11,7 @@ from .context_tuning import ContextTuning
 from .dept import DecomposedPromptTuning
 from .idpg import InstanceDependentPromptGeneration
 from .lopa import LowRankPromptAdaptation
+from .multitask import MultitaskPromptTuning
 from .p_tuning import PTuning
 from .prefix_tuning import PrefixTuning
 from .prompt_tuning import PromptTuning
@@ -18,7 +19,8 @@ from .pt_moe import PromptTuningMixtureOfExperts
 
 METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (
     PromptTuning, PTuning, PrefixTuning, CapsulePromptTuning, LowRankPromptAdaptation,
-    InstanceDependentPromptGeneration, PromptTuningMixtureOfExperts, DecomposedPromptTuning, ContextTuning)}
+    InstanceDependentPromptGeneration, PromptTuningMixtureOfExperts, DecomposedPromptTuning, MultitaskPromptTuning,
+    ContextTuning)}
 
 
 def method_class(name: str) -> type[PromptMethod]:

@@ -49,6 +49,11 @@ class PromptMethod(nn.Module):
         """AdamW parameter groups; methods with several learning rates override this."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": self.config.learning_rate}]
 
+    def for_task(self, name: str) -> PromptMethod:
+        """The prompt of one task when training on several at once. Methods that learn task-specific parts
+        return a view sharing their parameters; every other method serves all tasks with one prompt."""
+        return self
+
     def forward(self, inputs: PromptInputs) -> Prompt:
         raise NotImplementedError
 

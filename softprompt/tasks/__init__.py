@@ -4,12 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import unknown_choice
-from .base import Example, Task, final_number, seeded_carve
+from .base import Example, Task, combine_tasks, final_number, seeded_carve
 from .builtin import TASKS, load_builtin
 from .files import FileTaskOptions, load_file_task
 
 
 def load_task(name: str, file_options: FileTaskOptions | None = None) -> Task:
+    """A built-in task, a JSONL/CSV file, or several of either separated by commas (trained together)."""
+    if "," in name:
+        return combine_tasks([load_task(part.strip(), file_options) for part in name.split(",")])
     if name in TASKS:
         return load_builtin(name)
     if Path(name).suffix in (".jsonl", ".json", ".csv"):
@@ -17,4 +20,4 @@ def load_task(name: str, file_options: FileTaskOptions | None = None) -> Task:
     raise unknown_choice("task", name, [*TASKS, "<file.jsonl>", "<file.csv>"])
 
 
-__all__ = ["TASKS", "Example", "FileTaskOptions", "Task", "final_number", "load_task", "seeded_carve"]
+__all__ = ["TASKS", "Example", "FileTaskOptions", "Task", "combine_tasks", "final_number", "load_task", "seeded_carve"]

@@ -41,6 +41,12 @@ class Task:
     """Score choices by mean (not summed) token log-likelihood: fairer between answers of unequal length."""
     max_new_tokens: int = 64
     metadata: dict = field(default_factory=dict)
+    parts: list[Task] = field(default_factory=list)
+    """The tasks a multi-task training set was combined from (empty for a single task)."""
+
+    def subtasks(self) -> list[Task]:
+        """The tasks trained on together: the parts of a combined task, else the task itself."""
+        return self.parts or [self]
 
     @property
     def label_words(self) -> tuple[str, ...]:
@@ -50,6 +56,16 @@ class Task:
         if not self.train or not self.test:
             empty = "train" if not self.train else "test"
             raise SoftPromptError(f"task {self.name!r} has an empty {empty} set: nothing to train or evaluate on")
+
+
+def combine_tasks(tasks: list[Task]) -> Task:
+    """Several tasks trained at once (multi-task). Each keeps its own examples, answers and metric in `parts`;
+    the combined train/test sets are their union and its description (the default init text) joins theirs."""
+    names = [t.name for t in tasks]
+    if len(set(names)) < len(names):
+        raise SoftPromptError(f"a task is listed twice in {','.join(names)}")
+    return Task("+".join(names), [e for t in tasks for e in t.train], [e for t in tasks for e in t.test],
+                " ".join(t.description for t in tasks), "; ".join(f"{t.name}: {t.split_note}" for t in tasks), parts=tasks)
 
 
 def seeded_carve(rows: list, train_size: int, seed: int = 0) -> tuple[list, list]:
