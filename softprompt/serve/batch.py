@@ -2,8 +2,8 @@
 none), for scoring and for generation. Task-level prompts come from the prefix cache (`TunedPrompt`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
