@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -124,7 +125,7 @@ def serve_in_thread(app, port: int):
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    return server, thread
+    return server, thread, server.servers[0].sockets[0].getsockname()[1]  # the real port when asked for 0
 
 
 async def load_run(url: str, names: list[str], texts: list[str], clients: int, requests: int) -> dict:
@@ -166,8 +167,8 @@ def load_test(base, prompts, task, args, report):
         results = {}
         for label, batch_size, requests in (("batched", args.max_batch_size, args.requests), ("one-at-a-time", 1, args.unbatched_requests)):
             app = create_app(base, folder, max_batch_size=batch_size, max_wait_ms=args.max_wait_ms, request_timeout_s=600)
-            server, thread = serve_in_thread(app, args.port)
-            results[label] = asyncio.run(load_run(f"http://127.0.0.1:{args.port}", names, texts, args.clients, requests))
+            server, thread, port = serve_in_thread(app, args.port)
+            results[label] = asyncio.run(load_run(f"http://127.0.0.1:{port}", names, texts, args.clients, requests))
             server.should_exit = True
             thread.join()
             r = results[label]
@@ -215,6 +216,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--task", default="sst2")
+    parser.add_argument("--eval-rows", type=int, default=0, help="score only the first N test rows in (e) (0: all)")
     parser.add_argument("--latency-rows", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--mixed-batches", type=int, default=34)
@@ -224,8 +226,9 @@ def main(argv=None):
     parser.add_argument("--unbatched-requests", type=int, default=10, help="per client, one-at-a-time server (a rate: fewer suffice)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", default="abcde", help="which measurements to run, e.g. 'd' for the load run alone")
     parser.add_argument("--out", help="also write the report here, under the command that produced it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -236,15 +239,20 @@ def main(argv=None):
         lines.append(line)
 
     base, task = load_model(args.model), load_task(args.task)
+    task = dataclasses.replace(task, test=task.test[: args.eval_rows or None])
     report(f"model {args.model}, task {task.name} [{task.split_note}], torch threads {args.threads}")
     prompts = make_prompts(base, task, 8)
     encoded = encode(base, task.test, 256)
-    peft = peft_model(args.model, prompts[0])
-    latency(base, prompts[0], peft, encoded, args, report)
-    with torch.no_grad():
-        mixed_throughput(base, prompts, encoded, args, report)
-    evaluation(base, prompts[0], peft, task, args, report)
-    load_test(base, prompts, task, args, report)
+    peft = peft_model(args.model, prompts[0]) if set(args.parts) & set("abe") else None
+    if set(args.parts) & set("ab"):
+        latency(base, prompts[0], peft, encoded, args, report)
+    if "c" in args.parts:
+        with torch.no_grad():
+            mixed_throughput(base, prompts, encoded, args, report)
+    if "e" in args.parts:
+        evaluation(base, prompts[0], peft, task, args, report)
+    if "d" in args.parts:
+        load_test(base, prompts, task, args, report)
     if args.out:
         write_text_atomic(args.out, "\n".join(lines) + "\n")
 

@@ -253,7 +253,7 @@ class Trainer:
         prompt = TunedPrompt(self.base, self.method, {})
         features = self._features(self.task.test)
         with tqdm(total=len(self.task.test), desc="test", unit="ex") as bar:
-            metrics = evaluate_prompt(self.base, self.method, self.task, config.eval_batch_size, config.max_length, features, bar)
+            metrics = evaluate_prompt(self.base, prompt, self.task, config.eval_batch_size, config.max_length, features, bar)
         if config.zero_shot:
             with tqdm(total=len(self.task.test), desc="zero-shot", unit="ex") as bar:
                 bare = evaluate_prompt(self.base, no_prompt, self.task, config.eval_batch_size, config.max_length, None, bar)
