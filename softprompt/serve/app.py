@@ -24,12 +24,12 @@ MAX_TEXT_CHARS = 100_000
 MAX_NEW_TOKENS = 1024
 
 
-class Request_(BaseModel):
+class ModelRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields (top_p, n...) we do not use
     model: str = Field(min_length=1, max_length=200, description="a prompt file's name in the prompts directory, or the base model's name")
 
 
-class Sampling(Request_):
+class Sampling(ModelRequest):
     max_tokens: int = Field(16, ge=1, le=MAX_NEW_TOKENS)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 decodes greedily")
     stream: bool = False
@@ -48,7 +48,7 @@ class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1, max_length=256)
 
 
-class ClassifyRequest(Request_):
+class ClassifyRequest(ModelRequest):
     input: str | list[str] = Field(description="one text or up to 64, formatted as in training")
 
 
