@@ -2,6 +2,7 @@
 picked up live, and every kind of bad request gets a clear 4xx."""
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -179,3 +180,27 @@ def test_generated_requests_never_get_a_server_error(api_schema, path, method, m
         case.call_and_validate(checks=[not_a_server_error])
 
     check()
+
+
+def live_tensors() -> int:
+    gc.collect()
+    return sum(issubclass(type(o), torch.Tensor) for o in gc.get_objects())  # type(): no proxy's __class__
+
+
+def test_a_load_run_leaves_nothing_behind(served):
+    """Hundreds of concurrent mixed requests: no tensor outlives its request (a per-request leak of
+    caches, rows or scores would add at least one tensor per request)."""
+    client = served[0]
+
+    def burst(count: int):
+        names = ["sentiment", "prefix", "capsule"]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: client.post("/v1/classify", json={"model": names[i % 3], "input": f"Review: film {i}\nSentiment:"})
+                                    if i % 4 else client.post("/v1/completions", json={"model": names[i % 3], "prompt": f"Film {i}", "max_tokens": 2}),
+                                    range(count)))
+        assert all(a.status_code == 200 for a in answers)
+
+    burst(40)  # warm-up: caches and loaded prompts fill here
+    before = live_tensors()
+    burst(200)
+    assert live_tensors() - before < 50
