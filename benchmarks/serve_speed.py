@@ -4,6 +4,9 @@ depend on what they learned).
 
     nice -n 5 .venv/bin/python benchmarks/serve_speed.py --out benchmarks/results/serve_speed.txt
 
+On a machine shared with other jobs, use --threads 1: two OpenMP threads that are not scheduled together
+stall at every barrier (measured here: 10x slower per forward at load average 10 on 2 cores).
+
 (a) one request's latency through a prompt with the prompt KV cache, vs the bare model (no prompt);
 (b) ours vs PEFT's PeftModel (PromptTuning, the same vectors): one forward scoring request, and generate;
 (c) throughput of a batch whose 8 rows use 8 different prompts vs 8 rows of one prompt;
