@@ -11,6 +11,7 @@ from .files import read_tensors, save_tensors
 from .generate import generate_ids, generate_text
 from .methods import PromptMethod, build_method
 from .models import FrozenModel, load_model
+from .prefix_cache import inference_prompt
 from .tasks import Example, Task, final_number
 
 
@@ -21,7 +22,8 @@ class TunedPrompt:
     info: dict  # task, label words, metrics... (what the prompt file's metadata holds besides the method)
 
     def __call__(self, inputs):
-        return self.method(inputs)
+        """The method's prompt for a batch; outside autograd a task-level prompt comes from the prefix cache."""
+        return inference_prompt(self.base, self.method, inputs)
 
     def metadata(self) -> dict:
         return {

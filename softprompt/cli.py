@@ -1,9 +1,10 @@
-"""softprompt train | eval | generate | list"""
+"""softprompt train | eval | generate | serve | list"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .configs import add_options, given
 from .errors import SoftPromptError
@@ -84,6 +85,30 @@ def _generate(argv: list[str]) -> None:
         print(output)
 
 
+def _serve(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="softprompt serve", description="Serve every prompt file in a directory over HTTP "
+                                     "(OpenAI-compatible completions and chat, /v1/classify), in mixed micro-batches.")
+    parser.add_argument("--prompts-dir", required=True, help="directory of *.safetensors prompt files (new files are picked up live)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the frozen base model every prompt must fit (default {DEFAULT_MODEL})")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-batch-size", type=int, default=32, help="requests run together in one forward pass")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to share its batch")
+    parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is answered 504")
+    args = parser.parse_args(argv)
+    if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.request_timeout <= 0 or not 0 < args.port < 65536:
+        raise SoftPromptError("--max-batch-size must be >= 1, --max-wait-ms >= 0, --request-timeout > 0 and --port in 1..65535")
+    if not Path(args.prompts_dir).is_dir():
+        raise SoftPromptError(f"--prompts-dir {args.prompts_dir!r} is not a directory")
+    import uvicorn
+
+    from .models import load_model
+    from .serve.app import create_app
+
+    app = create_app(load_model(args.model), args.prompts_dir, args.max_batch_size, args.max_wait_ms, args.request_timeout)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
 def _list(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="softprompt list", description="Show methods, models and tasks.").parse_args(argv)
     print("methods:")
@@ -97,7 +122,7 @@ def _list(argv: list[str]) -> None:
         print(f"  {name:16} {spec.description}")
 
 
-COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "list": _list}
+COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "serve": _serve, "list": _list}
 
 
 def main(argv: list[str] | None = None) -> int:

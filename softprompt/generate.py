@@ -1,11 +1,15 @@
 """Text generation through a prompt, decoding with the key/value cache."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from .engine import make_inputs
 from .models import FrozenModel
 from .prompt import prompted_forward
+
+FINISHED = -1  # what decode_steps yields for a row that has already stopped
 
 
 @torch.no_grad()
@@ -18,40 +22,52 @@ def generate_ids(base: FrozenModel, prompt_fn, contexts: list[list[int]], max_ne
     """
     inputs = make_inputs(base, contexts, features)
     output, mask = prompted_forward(base, prompt_fn(inputs), inputs, logits_to_keep=1, use_cache=True)
-    stop = torch.tensor(sorted(_stop_ids(base)))
+    steps = decode_steps(base, output, mask, [max_new_tokens] * len(contexts), [temperature] * len(contexts), seed)
+    return collect(base, steps, len(contexts))
+
+
+@torch.no_grad()
+def decode_steps(base: FrozenModel, output, mask: torch.Tensor, max_new_tokens: list[int], temperatures: list[float],
+                 seed: int = 0) -> Iterator[torch.Tensor]:
+    """From a prefill's output and mask, yield the (B,) next ids step by step; each row follows its own
+    temperature (0: greedy) and limit, and yields FINISHED once it has produced a stop token or its limit."""
+    stop = torch.tensor(sorted(stop_ids(base)))
     generator = torch.Generator().manual_seed(seed)
-    finished = torch.zeros(len(contexts), dtype=torch.bool)
-    produced = []
-    for _ in range(max_new_tokens):
+    temperature = torch.tensor(temperatures, dtype=torch.float32)  # (B,)
+    limits = torch.tensor(max_new_tokens)
+    finished = limits <= 0
+    for step in range(max(max_new_tokens, default=0)):
         logits = output.logits[:, -1].float()  # (B, V)
-        if temperature > 0:
-            next_ids = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(-1)
-        else:
-            next_ids = logits.argmax(-1)
-        next_ids = next_ids.masked_fill(finished, base.tokenizer.pad_token_id)
-        produced.append(next_ids)
-        finished |= torch.isin(next_ids, stop)
+        next_ids = logits.argmax(-1)
+        if bool((temperature > 0).any()):
+            scaled = torch.softmax(logits / temperature.clamp(min=1e-6).unsqueeze(-1), -1)
+            next_ids = torch.where(temperature > 0, torch.multinomial(scaled, 1, generator=generator).squeeze(-1), next_ids)
+        next_ids = next_ids.masked_fill(finished, FINISHED)
+        yield next_ids
+        finished |= torch.isin(next_ids, stop) | (step + 1 >= limits)
         if finished.all():
-            break
+            return
         positions = mask.sum(-1, keepdim=True)  # (B, 1): positions count real tokens only, so one past the last
-        mask = torch.cat([mask, mask.new_ones(len(contexts), 1)], dim=1)
-        output = base.model(input_ids=next_ids.unsqueeze(-1), attention_mask=mask, position_ids=positions,
+        mask = torch.cat([mask, mask.new_ones(len(limits), 1)], dim=1)
+        feed = next_ids.masked_fill(next_ids == FINISHED, base.tokenizer.pad_token_id).unsqueeze(-1)
+        output = base.model(input_ids=feed, attention_mask=mask, position_ids=positions,
                             past_key_values=output.past_key_values, use_cache=True, logits_to_keep=1)
-    tokens = torch.stack(produced, dim=1).tolist() if produced else [[] for _ in contexts]
-    return [_until_stop(row, set(stop.tolist())) for row in tokens]
 
 
-def _stop_ids(base: FrozenModel) -> set[int]:
+def collect(base: FrozenModel, steps: Iterator[torch.Tensor], batch: int) -> list[list[int]]:
+    """Each row's tokens from decode_steps, without the stop token."""
+    stop, rows = stop_ids(base), [[] for _ in range(batch)]
+    for next_ids in steps:
+        for row, token in enumerate(next_ids.tolist()):
+            if token != FINISHED and token not in stop:
+                rows[row].append(token)
+    return rows
+
+
+def stop_ids(base: FrozenModel) -> set[int]:
     ids = base.model.generation_config.eos_token_id if base.model.generation_config else None
     ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     return ids | {base.tokenizer.eos_token_id}
-
-
-def _until_stop(row: list[int], stop: set[int]) -> list[int]:
-    for position, token in enumerate(row):
-        if token in stop:
-            return row[:position]
-    return row
 
 
 def generate_text(base: FrozenModel, prompt_fn, texts: list[str], **options) -> list[str]:

@@ -326,7 +326,9 @@ class Trainer:
         config, task = self.config, part.task
         features = self._features(task.test)
         with tqdm(total=len(task.test), desc=f"test {task.name}", unit="ex") as bar:
-            metrics = evaluate_prompt(self.base, part.prompt, task, config.eval_batch_size, config.max_length, features, bar)
+            # through TunedPrompt: a task-level prompt is scored from its cached keys/values
+            scored = TunedPrompt(self.base, part.prompt, {})
+            metrics = evaluate_prompt(self.base, scored, task, config.eval_batch_size, config.max_length, features, bar)
         if config.zero_shot:
             with tqdm(total=len(task.test), desc=f"zero-shot {task.name}", unit="ex") as bar:
                 bare = evaluate_prompt(self.base, no_prompt, task, config.eval_batch_size, config.max_length, None, bar)

@@ -31,3 +31,16 @@ def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_
 
     rerun = compare(*common, "--methods", "prompt-tuning", "--seeds", "0")
     assert "1 of 1 cells done; running 0" in rerun.stdout
+
+
+def test_serve_speed_smoke_run(tmp_path, tiny_model_dir):
+    """Every part of the serving benchmark runs on the tiny model and reports its ratios (no timing asserted)."""
+    out = tmp_path / "serve_speed.txt"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_speed.py"), "--model", str(tiny_model_dir),
+                          "--eval-rows", "16", "--latency-rows", "2", "--mixed-batches", "1", "--repeats", "1", "--clients", "2", "--requests", "2",
+                          "--unbatched-requests", "1", "--new-tokens", "2", "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    report = out.read_text()
+    assert report.startswith("$ python benchmarks/serve_speed.py --model")
+    for line in ("ratio cached / bare", "ours / PEFT", "mixed / single", "0 failed of 4", "batched / one-at-a-time", "ours / PEFT ="):
+        assert line in report

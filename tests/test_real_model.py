@@ -76,3 +76,17 @@ def test_every_method_learns_on_the_real_model(real_base, tiny_task, name):
         optimizer.step()
         optimizer.zero_grad()
     assert lm_loss(real_base, method, batch, features)[0].item() < 0.5 * start
+
+
+@pytest.mark.parametrize("name", ["prompt-tuning", "prefix-tuning"])
+def test_prompt_kv_cache_keeps_the_real_models_logits(real_base, name):
+    """On SmolLM2 (30 layers, grouped-query attention) the cached prefix changes logits by float noise only."""
+    from softprompt.api import TunedPrompt
+
+    method = build_method(name, real_base, {"init_text": "Is this review positive or negative?"}).eval()
+    method.initialize(real_base, task=None)
+    inputs = make_inputs(real_base, [real_base.tokenizer(TEXT)["input_ids"]])
+    with torch.no_grad():
+        plain = prompted_forward(real_base, method(inputs), inputs, logits_to_keep=1)[0].logits
+        cached = prompted_forward(real_base, TunedPrompt(real_base, method, {})(inputs), inputs, logits_to_keep=1)[0].logits
+    torch.testing.assert_close(cached, plain, atol=1e-4, rtol=1e-4)

@@ -54,6 +54,15 @@ class PromptMethod(nn.Module):
         return a view sharing their parameters; every other method serves all tasks with one prompt."""
         return self
 
+    def shared_prefix(self) -> Prompt | None:
+        """The part of the prompt read before the text that is the same for every input, as a batch-1
+        `Prompt` (embeds and/or key_values only), or None when the prompt depends on the input.
+
+        A method returning one promises that `forward` returns exactly this prefix (expanded to the batch)
+        plus, at most, an `input_delta`: inference may then replace the prefix by its keys/values,
+        computed once (`prefix_cache`)."""
+        return None
+
     def forward(self, inputs: PromptInputs) -> Prompt:
         raise NotImplementedError
 

@@ -53,6 +53,9 @@ class DecomposedPromptTuning(PromptMethod):
         return [{"params": [self.embeddings], "lr": self.config.learning_rate},
                 {"params": [self.position_factors, self.feature_factors], "lr": self.config.embedding_learning_rate}]
 
+    def shared_prefix(self) -> Prompt:
+        return Prompt(embeds=self.embeddings.unsqueeze(0))  # the input_delta is per input, and added after it
+
     def forward(self, inputs: PromptInputs) -> Prompt:
         mask = inputs.attention_mask
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): index among real tokens (left padding)

@@ -77,5 +77,8 @@ class MultitaskPromptTuning(PromptMethod):
             raise SoftPromptError(f"this prompt serves several tasks {tasks}: pick one with for_task(name)")
         return self.shared * torch.outer(self.token_factors[k], self.feature_factors[k])
 
+    def shared_prefix(self) -> Prompt:
+        return Prompt(embeds=self.task_prompt().unsqueeze(0))
+
     def forward(self, inputs: PromptInputs) -> Prompt:
         return Prompt(embeds=self.task_prompt().expand(inputs.batch_size, -1, -1))

@@ -61,6 +61,9 @@ class PrefixTuning(PromptMethod):
             return kv.permute(1, 2, 3, 0, 4)
         return self.key_values
 
+    def shared_prefix(self) -> Prompt:
+        return Prompt(key_values=[(layer[0].unsqueeze(0), layer[1].unsqueeze(0)) for layer in self.layer_key_values()])
+
     def forward(self, inputs: PromptInputs) -> Prompt:
         batch = inputs.batch_size
         kv = self.layer_key_values()

@@ -1,0 +1,61 @@
+"""A bounded LRU cache of task-level prompts turned into per-layer keys/values.
+
+With causal attention a prompt read before the text never sees the text, so its keys/values are the same
+for every input: computed once per prompt, they make a prompted request cost what a bare one costs.
+"""
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import replace
+
+import torch
+
+from .models import FrozenModel
+from .prompt import Prompt, PromptInputs, prefix_key_values
+
+
+class PrefixCache:
+    """method -> its shared prefix's keys/values, keyed by the method object and its parameters' versions
+    (an in-place update, as an optimizer step makes, is a new entry); at most `max_entries` kept."""
+
+    def __init__(self, max_entries: int = 64):
+        self.max_entries = max_entries
+        self._entries: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def _key(method) -> tuple:
+        return id(method), tuple(p._version for p in method.parameters())
+
+    def __contains__(self, method) -> bool:
+        entry = self._entries.get(self._key(method))
+        return entry is not None and entry[0]() is method
+
+    def key_values(self, base: FrozenModel, method) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        key = self._key(method)
+        entry = self._entries.get(key)
+        if entry is None or entry[0]() is not method:  # the weak reference rules out a reused id()
+            with torch.no_grad():
+                entry = (weakref.ref(method), prefix_key_values(base, method.shared_prefix()))
+            self._entries[key] = entry
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        self._entries.move_to_end(key)
+        return entry[1]
+
+
+PREFIX_CACHE = PrefixCache()
+
+
+def inference_prompt(base: FrozenModel, method, inputs: PromptInputs, cache: PrefixCache = PREFIX_CACHE) -> Prompt:
+    """`method(inputs)` for inference: outside autograd, a task-level prefix is replaced by its cached
+    keys/values (what stays per input, such as DePT's input_delta, is kept)."""
+    prompt = method(inputs)
+    if torch.is_grad_enabled() or method.shared_prefix() is None:
+        return prompt
+    batch = inputs.batch_size
+    key_values = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in cache.key_values(base, method)]
+    return replace(prompt, embeds=None, key_values=key_values)

@@ -1,0 +1,122 @@
+"""Dynamic micro-batching: concurrent requests wait at most `max_wait_ms` to share one mixed batch of up
+to `max_batch_size` rows; the model runs in one worker thread, so the event loop keeps serving."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+
+from ..generate import FINISHED, stop_ids
+from ..models import FrozenModel
+from .batch import Row, generate_steps, next_token_logprobs, target_logprobs
+
+
+@dataclass
+class ScoreJob:
+    """Log-probability of each choice (token ids) after the row's text."""
+
+    row: Row
+    choices: list[list[int]]
+    result: asyncio.Future = None
+
+
+@dataclass
+class GenerateJob:
+    """Tokens after the row's text; each new token is put on `tokens`, then ("end", finish_reason)."""
+
+    row: Row
+    max_new_tokens: int
+    temperature: float
+    tokens: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+class Batcher:
+    def __init__(self, base: FrozenModel, max_batch_size: int = 32, max_wait_ms: float = 5.0):
+        self.base = base
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.batches_run = 0
+        self._seeds = itertools.count()
+
+    async def score(self, row: Row, choices: list[list[int]]) -> torch.Tensor:
+        job = ScoreJob(row, choices, asyncio.get_running_loop().create_future())
+        await self.queue.put(job)
+        return await job.result
+
+    async def generate(self, row: Row, max_new_tokens: int, temperature: float) -> GenerateJob:
+        job = GenerateJob(row, max_new_tokens, temperature)
+        await self.queue.put(job)
+        return job
+
+    async def run(self) -> None:
+        """Forever: take the first waiting job, gather more until the batch is full or the wait is over, run it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch_size:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+                except asyncio.TimeoutError:
+                    break
+            await asyncio.to_thread(self._run_batch, batch, loop)
+            self.batches_run += 1
+
+    def _run_batch(self, batch: list, loop: asyncio.AbstractEventLoop) -> None:
+        scores = [job for job in batch if isinstance(job, ScoreJob)]
+        generations = [job for job in batch if isinstance(job, GenerateJob)]
+        for jobs, run in ((scores, self._score), (generations, self._generate)):
+            if not jobs:
+                continue
+            try:
+                run(jobs, loop)
+            except Exception as error:  # noqa: BLE001 -- the requests get the error; the server keeps running
+                for job in jobs:
+                    if isinstance(job, ScoreJob):
+                        loop.call_soon_threadsafe(_fail, job.result, error)
+                    else:
+                        loop.call_soon_threadsafe(job.tokens.put_nowait, ("error", error))
+
+    def _score(self, jobs: list[ScoreJob], loop) -> None:
+        """Single-token choices: one row per job, read at the next token. Longer ones: one row per choice,
+        [text; choice], scored by the choice's summed log-probability."""
+        single = [job for job in jobs if all(len(c) == 1 for c in job.choices)]
+        if single:
+            logprobs = next_token_logprobs(self.base, [job.row for job in single])  # (B, V)
+            for job, row in zip(single, logprobs):
+                loop.call_soon_threadsafe(_resolve, job.result, row[[c[0] for c in job.choices]])
+        longer = [job for job in jobs if not all(len(c) == 1 for c in job.choices)]
+        if longer:
+            rows = [Row(job.row.ids + c, job.row.prompt, job.row.features) for job in longer for c in job.choices]
+            scores = target_logprobs(self.base, rows, [c for job in longer for c in job.choices])
+            for job, values in zip(longer, scores.split([len(job.choices) for job in longer])):
+                loop.call_soon_threadsafe(_resolve, job.result, values)
+
+    def _generate(self, jobs: list[GenerateJob], loop) -> None:
+        stop, produced = stop_ids(self.base), [0] * len(jobs)
+        steps = generate_steps(self.base, [job.row for job in jobs], [job.max_new_tokens for job in jobs],
+                               [job.temperature for job in jobs], seed=next(self._seeds))
+        for next_ids in steps:
+            for job, index, token in zip(jobs, itertools.count(), next_ids.tolist()):
+                if token == FINISHED:
+                    continue
+                produced[index] += 1
+                if token in stop:
+                    loop.call_soon_threadsafe(job.tokens.put_nowait, ("end", "stop"))
+                    continue
+                loop.call_soon_threadsafe(job.tokens.put_nowait, ("token", token))
+                if produced[index] == job.max_new_tokens:
+                    loop.call_soon_threadsafe(job.tokens.put_nowait, ("end", "length"))
+
+
+def _resolve(future: asyncio.Future, value) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future, error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)

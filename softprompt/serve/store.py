@@ -1,0 +1,74 @@
+"""The prompts a server offers: every `*.safetensors` file in one directory, loaded on first use and
+reloaded when its file changes; files added later are seen without a restart."""
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import torch
+
+from ..api import TunedPrompt, load_prompt
+from ..engine import make_inputs
+from ..errors import SoftPromptError
+from ..models import FrozenModel
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SUFFIX = ".safetensors"
+
+
+class UnknownModel(SoftPromptError):
+    """The requested model names neither a prompt in the directory nor the base model."""
+
+
+class PromptStore:
+    def __init__(self, directory: str | Path, base: FrozenModel):
+        self.directory = Path(directory).resolve()
+        if not self.directory.is_dir():
+            raise SoftPromptError(f"prompts directory {str(directory)!r} does not exist")
+        self.base = base
+        self._loaded: dict[str, tuple[int, TunedPrompt, int]] = {}  # name -> (file mtime_ns, prompt, its length)
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        """Prompt names (file stems), read from the directory now: new files count at once."""
+        return sorted(p.name[: -len(SUFFIX)] for p in self.directory.glob(f"*{SUFFIX}") if NAME.fullmatch(p.name[: -len(SUFFIX)]))
+
+    def get(self, name: str) -> TunedPrompt | None:
+        """The prompt called `name` (None for the bare base model), (re)loaded if its file changed."""
+        return self._entry(name)[1]
+
+    def prompt_length(self, name: str) -> int:
+        """Positions the prompt adds before a text (0 for the base model)."""
+        return self._entry(name)[2]
+
+    def _entry(self, name: str) -> tuple[int, TunedPrompt | None, int]:
+        if name == self.base.name:
+            return 0, None, 0
+        path = self._path(name)
+        if not path.is_file():
+            raise UnknownModel(f"unknown model {name!r}; available: {', '.join([*self.names(), self.base.name])}")
+        mtime = path.stat().st_mtime_ns
+        with self._lock:
+            loaded = self._loaded.get(name)
+            if loaded is None or loaded[0] != mtime:
+                prompt = load_prompt(path, self.base)
+                loaded = (mtime, prompt, _length(prompt))
+                self._loaded[name] = loaded
+        return loaded
+
+    def _path(self, name: str) -> Path:
+        """The file of prompt `name`, refusing any name that could leave the directory."""
+        path = (self.directory / f"{name}{SUFFIX}").resolve()
+        if not NAME.fullmatch(name) or path.parent != self.directory:
+            raise SoftPromptError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (a file name in the prompts directory)")
+        return path
+
+
+@torch.no_grad()
+def _length(prompt: TunedPrompt) -> int:
+    """Positions a prompt adds before a text, measured on a one-token input (any method)."""
+    base = prompt.base
+    inputs = make_inputs(base, [[base.tokenizer.eos_token_id]], prompt.features(["x"]))
+    made = prompt.method(inputs)
+    return (made.embeds.shape[1] if made.embeds is not None else 0) + (made.key_values[0][0].shape[2] if made.key_values else 0)

@@ -1,0 +1,43 @@
+"""prompt_embeds (for vLLM / SGLang) equals what our model feeds its first decoder layer, for every
+input-level method; methods that act inside the layers are refused with a clear error."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from softprompt.api import TunedPrompt
+from softprompt.engine import make_inputs
+from softprompt.errors import SoftPromptError
+from softprompt.methods import METHODS, build_method
+from softprompt.prompt import prompted_forward
+from softprompt.serve.export import prompt_embeds
+
+TEXT = "Review: sharp writing and great acting\nSentiment:"
+INSIDE_THE_LAYERS = {"prefix-tuning", "capt"}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_prompt_embeds_equal_the_first_layers_input(name, tiny_base, tiny_task):
+    torch.manual_seed(0)
+    method = build_method(name, tiny_base)
+    method.initialize(tiny_base, tiny_task)
+    with torch.no_grad():
+        for parameter in method.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    prompt = TunedPrompt(tiny_base, method.eval(), {})
+    if name in INSIDE_THE_LAYERS:
+        with pytest.raises(SoftPromptError, match="inside the model's layers"):
+            prompt_embeds(prompt, TEXT)
+        return
+    exported = prompt_embeds(prompt, TEXT)
+    seen = []
+    handle = tiny_base.layers[0].register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs.get("hidden_states", args[0] if args else None)), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            inputs = make_inputs(tiny_base, [tiny_base.tokenizer(TEXT)["input_ids"]], prompt.features([TEXT]))
+            prompted_forward(tiny_base, method(inputs), inputs)
+    finally:
+        handle.remove()
+    assert exported.shape == seen[0][0].shape and exported.shape[0] > inputs.input_ids.shape[1]
+    torch.testing.assert_close(exported, seen[0][0], atol=0, rtol=0)

@@ -1,0 +1,70 @@
+"""A mixed batch (rows with different methods, prompt lengths and the bare model) gives every row the
+logits and greedy tokens it gets alone; padding only ever sits left of a whole [prompt; text] row."""
+from __future__ import annotations
+
+import torch
+
+from softprompt.api import TunedPrompt
+from softprompt.engine import encode, make_inputs, no_prompt
+from softprompt.generate import collect, generate_ids
+from softprompt.methods import METHODS, build_method
+from softprompt.prompt import merge_rows, prompted_forward
+from softprompt.serve.batch import Row, _row_prompt, generate_steps, next_token_logprobs
+
+
+def mixed_rows(base, task):
+    """Every method once (two prompt-tuning lengths) plus a bare row, each on a different review."""
+    torch.manual_seed(0)
+    methods = [build_method(name, base) for name in sorted(METHODS)] + [build_method("prompt-tuning", base, {"num_virtual_tokens": 3})]
+    rows = []
+    examples = (task.train + task.test) * 2
+    for method, example in zip([*methods, None], examples):
+        ids = encode(base, [example], 128)[0].context
+        if method is None:
+            rows.append(Row(ids))
+            continue
+        method.initialize(base, task)
+        with torch.no_grad():
+            for parameter in method.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+            features = method.instance_features(base, [example.prompt])
+        rows.append(Row(ids, TunedPrompt(base, method.eval(), {}), features))
+    return rows
+
+
+def alone_logits(base, row):
+    inputs = make_inputs(base, [row.ids], row.features)
+    prompt_fn = row.prompt.method if row.prompt else no_prompt
+    with torch.no_grad():
+        return torch.log_softmax(prompted_forward(base, prompt_fn(inputs), inputs, logits_to_keep=1)[0].logits[0, -1], -1)
+
+
+def test_every_row_of_a_mixed_batch_scores_as_alone(tiny_base, tiny_task):
+    rows = mixed_rows(tiny_base, tiny_task)
+    assert len({len(r.ids) for r in rows}) > 1
+    batched = next_token_logprobs(tiny_base, rows)
+    for row_index, row in enumerate(rows):
+        torch.testing.assert_close(batched[row_index], alone_logits(tiny_base, row), atol=1e-4, rtol=1e-4)
+
+
+def test_padding_only_precedes_whole_rows(tiny_base, tiny_task):
+    rows = mixed_rows(tiny_base, tiny_task)
+    with torch.no_grad():
+        prompt, inputs = merge_rows([_row_prompt(tiny_base, row) for row in rows])
+    for mask in inputs.attention_mask:
+        first = int(mask.argmax())
+        assert mask[first:].all() and not mask[:first].any()
+    for mask in prompt.key_values_mask:
+        first = int(mask.argmax()) if mask.any() else len(mask)
+        assert mask[first:].all() and not mask[:first].any()
+
+
+def test_mixed_generation_equals_each_row_alone(tiny_base, tiny_task):
+    rows = mixed_rows(tiny_base, tiny_task)
+    limits = [5] * len(rows)
+    limits[0] = 2  # per-row limits
+    together = collect(tiny_base, generate_steps(tiny_base, rows, limits, [0.0] * len(rows)), len(rows))
+    for row, limit, produced in zip(rows, limits, together):
+        method = row.prompt.method if row.prompt else no_prompt
+        assert produced == generate_ids(tiny_base, method, [row.ids], limit, features=row.features)[0]
+        assert len(produced) == limit

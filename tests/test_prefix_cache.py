@@ -1,0 +1,68 @@
+"""The prompt KV cache: a task-level prompt replaced by its precomputed keys/values gives the same logits
+and tokens, for every method that declares one; memory stays bounded."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from softprompt.api import TunedPrompt
+from softprompt.engine import encode, make_inputs
+from softprompt.generate import generate_ids
+from softprompt.methods import METHODS, build_method
+from softprompt.prefix_cache import PrefixCache, inference_prompt
+from softprompt.prompt import prompted_forward
+
+PER_INSTANCE = {"capt", "lopa", "idpg", "pt-moe"}
+
+
+def trained_like(name, base, task):
+    torch.manual_seed(0)
+    method = build_method(name, base)
+    method.initialize(base, task)
+    with torch.no_grad():
+        for parameter in method.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)  # DePT's zero-initialised update must matter too
+    return method.eval()
+
+
+def test_exactly_the_task_level_methods_declare_a_shared_prefix(tiny_base):
+    declared = {name for name in METHODS if build_method(name, tiny_base).shared_prefix() is not None}
+    assert declared == set(METHODS) - PER_INSTANCE
+
+
+@pytest.mark.parametrize("name", sorted(set(METHODS) - PER_INSTANCE))
+def test_cached_prefix_gives_the_same_logits_and_tokens(name, tiny_base, tiny_task):
+    method = trained_like(name, tiny_base, tiny_task)
+    contexts = [e.context for e in encode(tiny_base, tiny_task.train[:5], 128)]
+    cache = PrefixCache()
+    with torch.no_grad():
+        inputs = make_inputs(tiny_base, contexts)
+        plain = prompted_forward(tiny_base, method(inputs), inputs)[0].logits
+        prompt = inference_prompt(tiny_base, method, inputs, cache)
+        cached = prompted_forward(tiny_base, prompt, inputs)[0].logits
+    assert prompt.embeds is None and prompt.key_values is not None and method in cache
+    mask = inputs.attention_mask.bool()
+    torch.testing.assert_close(cached[:, -mask.shape[1]:][mask], plain[:, -mask.shape[1]:][mask], atol=1e-5, rtol=1e-5)
+    prompt_fn = TunedPrompt(tiny_base, method, {})
+    assert generate_ids(tiny_base, prompt_fn, contexts, 6) == generate_ids(tiny_base, method, contexts, 6)
+
+
+def test_the_cache_is_bypassed_under_autograd(tiny_base, tiny_task):
+    method = trained_like("prompt-tuning", tiny_base, tiny_task)
+    inputs = make_inputs(tiny_base, [encode(tiny_base, tiny_task.train[:1], 128)[0].context])
+    cache = PrefixCache()
+    assert inference_prompt(tiny_base, method, inputs, cache).embeds is not None and len(cache) == 0
+
+
+def test_the_cache_keeps_the_most_recent_prompts_and_follows_updates(tiny_base, tiny_task):
+    methods = [trained_like("prompt-tuning", tiny_base, tiny_task) for _ in range(3)]
+    cache = PrefixCache(max_entries=2)
+    for method in methods:
+        cache.key_values(tiny_base, method)
+    assert len(cache) == 2 and methods[0] not in cache and methods[1] in cache and methods[2] in cache
+    first = cache.key_values(tiny_base, methods[1])[0][0].clone()
+    with torch.no_grad():
+        methods[1].embeddings.add_(1.0)  # an optimizer step: the stale keys/values must not be served
+    assert methods[1] not in cache
+    assert not torch.equal(cache.key_values(tiny_base, methods[1])[0][0], first)
+    assert len(cache) == 2
