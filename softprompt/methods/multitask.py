@@ -43,7 +43,7 @@ class MultitaskPromptTuning(PromptMethod):
     def __init__(self, config: MultitaskPromptTuningConfig, base: FrozenModel):
         super().__init__(config, base)
         self.shared = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.hidden_size))  # P*: (m, d)
-        self._build_factors(len(config.tasks), base.hidden_size)
+        self._build_factors(max(1, len(config.tasks)), base.hidden_size)  # one task until trained on several
 
     def _build_factors(self, count: int, width: int) -> None:
         self.token_factors = nn.Parameter(torch.ones(count, self.config.num_virtual_tokens))  # u_k: (K, m)
@@ -71,7 +71,7 @@ class MultitaskPromptTuning(PromptMethod):
         tasks = self.config.tasks
         if self.config.active_task:
             k = tasks.index(self.config.active_task)
-        elif len(tasks) == 1:
+        elif len(self.token_factors) == 1:
             k = 0
         else:
             raise SoftPromptError(f"this prompt serves several tasks {tasks}: pick one with for_task(name)")
