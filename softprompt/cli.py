@@ -1,4 +1,4 @@
-"""softprompt train | eval | generate | list"""
+"""softprompt train | eval | generate | export | import | list"""
 from __future__ import annotations
 
 import argparse
@@ -58,6 +58,8 @@ def _eval(argv: list[str]) -> None:
     base = load_model(args.model) if args.model else None
     prompt = load_prompt(args.prompt, base) if args.prompt else None
     base = prompt.base if prompt else base or load_model(DEFAULT_MODEL)
+    if not (args.task or prompt.info.get("task")):
+        raise SoftPromptError(f"{args.prompt} records no task (an imported adapter?): pass --task")
     task = load_task(args.task or prompt.info["task"])
     if prompt:
         metrics = prompt.evaluate(task, args.batch_size, args.max_length)
@@ -82,6 +84,39 @@ def _generate(argv: list[str]) -> None:
         print(output)
 
 
+def _export(argv: list[str]) -> None:
+    from .exports import EXPORT_FORMATS, export_prompt
+
+    parser = argparse.ArgumentParser(prog="softprompt export", description="Write a prompt file in another library's format.")
+    parser.add_argument("prompt", help="a prompt file")
+    parser.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
+    parser.add_argument("--output", required=True, help="where to write (for peft: a folder)")
+    args = parser.parse_args(argv)
+    from .api import load_prompt
+
+    export_prompt(load_prompt(args.prompt), args.format, args.output)
+    print(f"wrote {args.output} ({args.format})")
+
+
+def _import(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="softprompt import", description="Read a PEFT prompt-learning adapter folder into a prompt file.")
+    parser.add_argument("folder", help="a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)")
+    parser.add_argument("--output", required=True, help="the prompt file to write")
+    parser.add_argument("--model", default=None, help=f"base model the adapter was made for (default: the one recorded in it, else {DEFAULT_MODEL})")
+    parser.add_argument("--task", default=None, help="record this task (and its label words) in the prompt file")
+    args = parser.parse_args(argv)
+    from .models import load_model
+    from .peft_format import import_peft, read_peft_folder
+    from .tasks import load_task
+
+    recorded = read_peft_folder(args.folder)[2].get("base_model", {}).get("name")
+    prompt = import_peft(args.folder, load_model(args.model or recorded or DEFAULT_MODEL))
+    if args.task:
+        prompt.info.update(task=args.task, label_words=list(load_task(args.task).label_words))
+    prompt.save(args.output)
+    print(f"wrote {args.output} ({prompt.method.name}, {prompt.info['imported_from']})")
+
+
 def _list(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="softprompt list", description="Show methods, models and tasks.").parse_args(argv)
     print("methods:")
@@ -95,7 +130,7 @@ def _list(argv: list[str]) -> None:
         print(f"  {name:16} {spec.description}")
 
 
-COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "list": _list}
+COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "export": _export, "import": _import, "list": _list}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,11 @@ class PromptMethod(nn.Module):
         """AdamW parameter groups; methods with several learning rates override this."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": self.config.learning_rate}]
 
+    def static_prompt(self) -> Prompt | None:
+        """The prompt for a batch of one, if it is the same for every input (None otherwise). Formats that
+        store one fixed prompt (a PEFT adapter) export exactly the methods that return one."""
+        return None
+
     def forward(self, inputs: PromptInputs) -> Prompt:
         raise NotImplementedError
 

@@ -63,5 +63,8 @@ class PTuning(PromptMethod):
         hidden = self.lstm(self.inputs.unsqueeze(0))[0].squeeze(0) if self.config.encoder == "lstm" else self.inputs
         return self.inputs + self.mlp(hidden)
 
+    def static_prompt(self) -> Prompt:
+        return Prompt(embeds=self.prompt_embeddings().unsqueeze(0))
+
     def forward(self, inputs: PromptInputs) -> Prompt:
         return Prompt(embeds=self.prompt_embeddings().expand(inputs.batch_size, -1, -1))

@@ -61,7 +61,12 @@ class PrefixTuning(PromptMethod):
             return kv.permute(1, 2, 3, 0, 4)
         return self.key_values
 
+    def static_prompt(self) -> Prompt:
+        return self._prompt(1)
+
     def forward(self, inputs: PromptInputs) -> Prompt:
-        batch = inputs.batch_size
+        return self._prompt(inputs.batch_size)
+
+    def _prompt(self, batch: int) -> Prompt:
         kv = self.layer_key_values()
         return Prompt(key_values=[(layer[0].expand(batch, -1, -1, -1), layer[1].expand(batch, -1, -1, -1)) for layer in kv])

@@ -58,5 +58,8 @@ class PromptTuning(PromptMethod):
         with torch.no_grad():
             self.embeddings.copy_(initial_embeddings(base, self.config.init, self.init_text(task), self.config.num_virtual_tokens))
 
+    def static_prompt(self) -> Prompt:
+        return Prompt(embeds=self.embeddings.unsqueeze(0))
+
     def forward(self, inputs: PromptInputs) -> Prompt:
         return Prompt(embeds=self.embeddings.expand(inputs.batch_size, -1, -1))
