@@ -44,9 +44,9 @@ def main() -> None:
         export_prompt(prompt, "peft", Path(folder) / "peft")
         theirs = peft_scores(prompt, Path(folder) / "peft", task, args.max_length)
     labels = torch.tensor([e.label for e in task.test])
-    official = prompt.evaluate(task, max_length=args.max_length)["accuracy"]
+    recorded = prompt.info.get("metrics", {}).get("accuracy")
     print(f"task {task.name} [{task.split_note}], method {prompt.method.name}, {len(labels)} test examples")
-    print(f"softprompt accuracy: {(ours.argmax(-1) == labels).float().mean():.4f} (TunedPrompt.evaluate: {official:.4f})")
+    print(f"softprompt accuracy: {(ours.argmax(-1) == labels).float().mean():.4f} (recorded in the prompt file at training: {recorded})")
     print(f"PEFT accuracy:       {(theirs.argmax(-1) == labels).float().mean():.4f}")
     print(f"predictions that differ: {int((ours.argmax(-1) != theirs.argmax(-1)).sum())}")
     print(f"max |label log-prob softprompt - PEFT|: {(ours - theirs).abs().max():.2e}")

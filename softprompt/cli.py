@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .configs import add_options, given
+from .configs import add_options, checked, given, read_yaml
 from .errors import SoftPromptError
 from .methods import METHODS, method_class
 from .models import DEFAULT_MODEL, EMBEDDED_MODELS
@@ -13,19 +13,34 @@ from .tasks import TASKS, FileTaskOptions
 from .train import TrainConfig
 
 
-def _train(argv: list[str]) -> None:
-    # The method's own options depend on --method, so parse that first, then the full set.
+def train_config(argv: list[str]) -> TrainConfig:
+    """The TrainConfig that `softprompt train ARGV` runs: the --config file, overridden by the command line."""
+    # The method's own options depend on the method (from --method or the config file): find it first.
     probe = argparse.ArgumentParser(add_help=False)
-    probe.add_argument("--method", default=TrainConfig.method)
-    method = probe.parse_known_args(argv)[0].method
+    probe.add_argument("--method")
+    probe.add_argument("--config")
+    known = probe.parse_known_args(argv)[0]
+    from_file = checked(TrainConfig, read_yaml(known.config), f"config file {known.config}") if known.config else {}
+    method = known.method or from_file.get("method", TrainConfig.method)
     config_class = method_class(method).config_class
     parser = argparse.ArgumentParser(prog="softprompt train", description="Train a soft prompt on a frozen model.")
+    parser.add_argument("--config", metavar="YAML", help="read options from this file (a saved train_config.yaml); "
+                        "options typed on the command line override it")
     add_options(parser.add_argument_group("training"), TrainConfig)
     add_options(parser.add_argument_group(f"{method} options"), config_class, skip=("learning_rate",))
     add_options(parser.add_argument_group("tasks from files"), FileTaskOptions)
     args = parser.parse_args(argv)
-    config = TrainConfig(**given(args, TrainConfig), method_options=given(args, config_class),
-                         file_options=given(args, FileTaskOptions))
+    where = f"config file {known.config}"
+    method_options = checked(config_class, from_file.get("method_options", {}), f"{where}, method_options")
+    file_options = checked(FileTaskOptions, from_file.get("file_options", {}), f"{where}, file_options")
+    scalars = {k: v for k, v in from_file.items() if k not in ("method_options", "file_options")}
+    return TrainConfig(**{**scalars, **given(args, TrainConfig)},
+                       method_options={**method_options, **given(args, config_class)},
+                       file_options={**file_options, **given(args, FileTaskOptions)})
+
+
+def _train(argv: list[str]) -> None:
+    config = train_config(argv)
     from .train import train
 
     result = train(config)

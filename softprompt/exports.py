@@ -1,8 +1,8 @@
 """Formats a prompt file can be exported to: name -> function(prompt, output path). A new format is one entry."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .api import TunedPrompt
 from .errors import unknown_choice

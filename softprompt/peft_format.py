@@ -40,8 +40,8 @@ def export_peft(prompt: TunedPrompt, output: Path) -> None:
         raise SoftPromptError(f"method {prompt.method.name!r} has no PEFT equivalent: its prompt depends on the input "
                               "or changes the model's layers (PEFT exports prompt-tuning, p-tuning, context-tuning, prefix-tuning)")
     base = prompt.base
-    common = dict(task_type="CAUSAL_LM", base_model_name_or_path=base.name, num_transformer_submodules=1,
-                  num_layers=base.num_layers, inference_mode=True)
+    common = {"task_type": "CAUSAL_LM", "base_model_name_or_path": base.name, "num_transformer_submodules": 1,
+              "num_layers": base.num_layers, "inference_mode": True}
     if static.embeds is not None:
         embeddings = static.embeds[0]  # (m, d)
         config = PromptTuningConfig(num_virtual_tokens=embeddings.shape[0], token_dim=base.hidden_size,

@@ -15,7 +15,16 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .api import TunedPrompt, evaluate_prompt
-from .engine import Encoded, accuracy, bucketed_batches, choice_loss, encode, lm_loss, no_prompt
+from .configs import to_yaml
+from .engine import (
+    Encoded,
+    accuracy,
+    bucketed_batches,
+    choice_loss,
+    encode,
+    lm_loss,
+    no_prompt,
+)
 from .errors import SoftPromptError, unknown_choice
 from .files import atomic_path, write_text_atomic
 from .methods import build_method
@@ -267,6 +276,7 @@ class Trainer:
                        "max_length": config.max_length, "metrics": metrics, "train_config": asdict(config)}
         prompt.save(self.output_dir / PROMPT)
         write_text_atomic(self.output_dir / "train_config.json", json.dumps(asdict(config), indent=2))
+        write_text_atomic(self.output_dir / "train_config.yaml", to_yaml(config))  # what `train --config` reads
         self.history.append({"test": metrics})
         self._write_log()
         plot_curves(self.history, self.output_dir / "curves.png", f"{config.method} on {self.task.name}")
