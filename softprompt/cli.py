@@ -27,6 +27,7 @@ def train_config(argv: list[str]) -> TrainConfig:
     parser.add_argument("--config", metavar="YAML", help="read options from this file (a saved train_config.yaml); "
                         "options typed on the command line override it")
     add_options(parser.add_argument_group("training"), TrainConfig)
+    # --learning-rate is TrainConfig's (it overrides every parameter group), not the method's
     add_options(parser.add_argument_group(f"{method} options"), config_class, skip=("learning_rate",))
     add_options(parser.add_argument_group("tasks from files"), FileTaskOptions)
     args = parser.parse_args(argv)
@@ -35,7 +36,7 @@ def train_config(argv: list[str]) -> TrainConfig:
     file_options = checked(FileTaskOptions, from_file.get("file_options", {}), f"{where}, file_options")
     scalars = {k: v for k, v in from_file.items() if k not in ("method_options", "file_options")}
     return TrainConfig(**{**scalars, **given(args, TrainConfig)},
-                       method_options={**method_options, **given(args, config_class)},
+                       method_options={**method_options, **given(args, config_class, skip=("learning_rate",))},
                        file_options={**file_options, **given(args, FileTaskOptions)})
 
 
@@ -45,7 +46,7 @@ def _train(argv: list[str]) -> None:
 
     result = train(config)
     _report(result.metrics, result.prompt.info["split"])
-    print(f"saved {result.output_dir / 'prompt.safetensors'} (+ metrics.jsonl, curves.png, checkpoint.pt)")
+    print(f"saved {result.output_dir / 'prompt.safetensors'} (+ README.md, metrics.jsonl, curves.png, train_config.yaml, checkpoint.pt)")
 
 
 def _report(metrics: dict, split: str) -> None:

@@ -54,9 +54,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...
                             metavar=kind.__name__.lstrip("_").upper(), help=f"{docs.get(item.name, '')} (default: {default!r})".replace("%", "%%"))
 
 
-def given(namespace: argparse.Namespace, cls: type) -> dict:
-    """The fields of `cls` that the user set on the command line."""
-    names = {f.name for f in dataclasses.fields(cls)}
+def given(namespace: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict:
+    """The fields of `cls` (less `skip`) that the user set on the command line."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(skip)
     return {k: v for k, v in vars(namespace).items() if k in names and v is not None}
 
 

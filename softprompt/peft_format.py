@@ -21,9 +21,8 @@ from safetensors.torch import save_file
 from .api import TunedPrompt
 from .errors import SoftPromptError
 from .files import METADATA_KEY
-from .methods import build_method
+from .methods import PromptMethod, build_method
 from .models import FrozenModel
-from .prompt import Prompt
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -35,11 +34,10 @@ def export_peft(prompt: TunedPrompt, output: Path) -> None:
     """Write `prompt` as a PEFT adapter folder (prompt tuning for embeddings, prefix tuning for keys/values)."""
     from peft import PrefixTuningConfig, PromptTuningConfig
 
-    static = prompt.method.static_prompt()
-    if _injected_parts(static) not in ({"embeds"}, {"key_values"}):
+    if not peft_exportable(prompt.method):
         raise SoftPromptError(f"method {prompt.method.name!r} has no PEFT equivalent: its prompt depends on the input "
                               "or changes the model's layers (PEFT exports prompt-tuning, p-tuning, context-tuning, prefix-tuning)")
-    base = prompt.base
+    base, static = prompt.base, prompt.method.static_prompt()
     common = {"task_type": "CAUSAL_LM", "base_model_name_or_path": base.name, "num_transformer_submodules": 1,
               "num_layers": base.num_layers, "inference_mode": True}
     if static.embeds is not None:
@@ -59,11 +57,13 @@ def export_peft(prompt: TunedPrompt, output: Path) -> None:
         save_file({"prompt_embeddings": embeddings.detach().contiguous().cpu()}, str(folder / WEIGHTS_FILE), metadata=header)
 
 
-def _injected_parts(prompt: Prompt | None) -> set[str]:
-    """Which parts of a Prompt are set ({} for an input-dependent method)."""
-    if prompt is None:
-        return set()
-    return {name for name in ("embeds", "key_values", "input_delta", "before_layer") if getattr(prompt, name) is not None}
+def peft_exportable(method: PromptMethod) -> bool:
+    """Whether the method's prompt is one fixed set of embeddings or of keys/values (what PEFT stores)."""
+    static = method.static_prompt()
+    if static is None:
+        return False
+    parts = {name for name in ("embeds", "key_values", "input_delta", "before_layer") if getattr(static, name) is not None}
+    return parts in ({"embeds"}, {"key_values"})
 
 
 def import_peft(folder: Path, base: FrozenModel) -> TunedPrompt:

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .api import TunedPrompt, evaluate_prompt
+from .cards import model_card
 from .configs import to_yaml
 from .engine import (
     Encoded,
@@ -277,6 +278,7 @@ class Trainer:
         prompt.save(self.output_dir / PROMPT)
         write_text_atomic(self.output_dir / "train_config.json", json.dumps(asdict(config), indent=2))
         write_text_atomic(self.output_dir / "train_config.yaml", to_yaml(config))  # what `train --config` reads
+        write_text_atomic(self.output_dir / "README.md", model_card(prompt, str(self.output_dir / PROMPT)))
         self.history.append({"test": metrics})
         self._write_log()
         plot_curves(self.history, self.output_dir / "curves.png", f"{config.method} on {self.task.name}")
