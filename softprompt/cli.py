@@ -45,6 +45,10 @@ def _train(argv: list[str]) -> None:
     from .train import train
 
     result = train(config)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
     _report(result.metrics, result.prompt.info["split"])
     print(f"saved {result.output_dir / 'prompt.safetensors'} (+ README.md, metrics.jsonl, curves.png, train_config.yaml, checkpoint.pt)")
 

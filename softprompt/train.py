@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -76,6 +78,9 @@ class TrainConfig:
     zero_shot: bool = True
     """Also score the bare frozen model on the test set, for comparison."""
     seed: int = 0
+    log_with: str = ""
+    """Also send the training curves to an experiment tracker through accelerate: tensorboard (event files
+    under output_dir/logs; needs tensorboardX or tensorboard), wandb, mlflow... Empty: none."""
     method_options: dict = field(default_factory=dict)
     """The method's own options (see its config)."""
     file_options: dict = field(default_factory=dict)
@@ -102,11 +107,21 @@ def _split_dev(task: Task, dev_size: int, seed: int) -> tuple[list, list]:
 
 
 class Trainer:
-    """Holds the state of one run: `train()` runs the loop (resumable), `finish()` scores and saves."""
+    """Holds the state of one run: `train()` runs the loop (resumable), `finish()` scores and saves.
+
+    Under `accelerate launch` / torchrun every process trains on its share of each batch and the prompt's
+    gradients are summed across processes before each step (DDP on the prompt parameters: the frozen model
+    needs no synchronisation), so N processes compute what one does with the same batch size. Every process
+    evaluates; only the main process writes files.
+    """
 
     def __init__(self, config: TrainConfig, base: FrozenModel | None = None, task: Task | None = None):
         self.config = config
         self.output_dir = config.resolved_output_dir()
+        if config.log_with and config.log_with not in LOGGER_TYPE_TO_CLASS:
+            raise unknown_choice("tracker (log_with)", config.log_with, LOGGER_TYPE_TO_CLASS)
+        if config.log_with and config.log_with not in {t.value for t in get_available_trackers()}:  # else skipped silently
+            raise SoftPromptError(f"log_with {config.log_with!r} needs its package installed (tensorboard: pip install tensorboardX==2.6.5)")
         self.base = base or load_model(config.model)
         self.task = task or load_task(config.task, FileTaskOptions(**config.file_options))
         if config.objective not in OBJECTIVES:
@@ -131,6 +146,11 @@ class Trainer:
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_score, self.best_state, self.history = -math.inf, None, []
+        self.accelerator = Accelerator(cpu=self.base.model.device.type == "cpu", log_with=config.log_with or None,
+                                       project_dir=str(self.output_dir / "logs"))
+        if config.batch_size < self.accelerator.num_processes:
+            raise SoftPromptError(f"batch_size {config.batch_size} is the global batch: it must be at least the "
+                                  f"number of processes ({self.accelerator.num_processes})")
 
     def _prepare(self, examples: list) -> tuple[list[Encoded], torch.Tensor | None]:
         if not examples:
@@ -143,6 +163,8 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
         state = {
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -179,7 +201,8 @@ class Trainer:
         self.history = json.loads(state["history"])
 
     def _write_log(self) -> None:
-        write_text_atomic(self.output_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        if self.accelerator.is_main_process:
+            write_text_atomic(self.output_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
 
     # ---- the loop ----------------------------------------------------------------------------
     def _dev_score(self) -> float | None:
@@ -195,16 +218,29 @@ class Trainer:
         return score
 
     def _micro_step(self, indices: list[int]) -> tuple[float, int]:
-        batch = [self.train_set[i] for i in indices]
-        features = self.train_features[indices] if self.train_features is not None else None
+        """Forward and backward this process's share of the batch; returns the whole batch's loss."""
+        share = indices[self.accelerator.process_index::self.accelerator.num_processes]
+        if not share:  # a last batch smaller than the number of processes: this one only joins the sum
+            return self._batch_mean(torch.zeros(())), 0
+        batch = [self.train_set[i] for i in share]
+        features = self.train_features[share] if self.train_features is not None else None
         loss, tokens = self.loss_fn(self.base, self.method, batch, features)
         if not torch.isfinite(loss):
             raise SoftPromptError(f"loss became {loss.item()} at step {self.step}; stopping. The last good checkpoint "
                                   f"({self.output_dir / CHECKPOINT}) is untouched: lower the learning rate and --resume")
-        (loss / self.config.gradient_accumulation).backward()
-        return loss.item(), tokens
+        weighted = loss * len(share) / len(indices)  # summed over processes: the mean over the whole batch
+        (weighted / self.config.gradient_accumulation).backward()
+        return self._batch_mean(weighted.detach()), tokens
+
+    def _batch_mean(self, weighted: torch.Tensor) -> float:
+        return self.accelerator.reduce(weighted, "sum").item() if self.accelerator.num_processes > 1 else weighted.item()
 
     def _optimizer_step(self) -> None:
+        if self.accelerator.num_processes > 1:
+            for parameter in self.method.parameters():
+                if parameter.requires_grad:
+                    grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+                    parameter.grad = self.accelerator.reduce(grad, "sum")
         torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -214,6 +250,8 @@ class Trainer:
     def _end_epoch(self) -> None:
         score = self._dev_score()
         record = {"epoch": self.epoch + 1, "step": self.step, "dev_score": score}
+        if score is not None:
+            self.accelerator.log({"dev/score": score}, step=self.step)
         if score is None or score > self.best_score:
             self.best_score = score if score is not None else self.best_score
             self.best_state = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
@@ -224,7 +262,10 @@ class Trainer:
         config = self.config
         lengths = [len(e.context) + len(e.target) for e in self.train_set]
         self.method.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{config.method} on {self.task.name}", unit="step")
+        if config.log_with:
+            self.accelerator.init_trackers(self.output_dir.name, config={k: v for k, v in asdict(config).items() if not isinstance(v, dict)})
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{config.method} on {self.task.name}", unit="step",
+                   disable=not self.accelerator.is_main_process)
         window_loss, window_tokens, window_start, accumulated = [], 0, time.perf_counter(), 0
         while self.step < self.total_steps and (config.max_steps or self.epoch < config.epochs):
             batches = bucketed_batches(lengths, config.batch_size, config.seed, self.epoch)
@@ -242,6 +283,7 @@ class Trainer:
                 record = {"step": self.step, "epoch": self.epoch + 1, "loss": sum(window_loss) / len(window_loss),
                           "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / elapsed, "seconds": elapsed}
                 self.history.append(record)
+                self.accelerator.log({f"train/{k}": record[k] for k in ("loss", "lr", "tokens_per_s")}, step=self.step)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 bar.update(1)
                 window_loss, window_tokens, window_start = [], 0, time.perf_counter()
@@ -262,10 +304,11 @@ class Trainer:
         self.method.eval()
         prompt = TunedPrompt(self.base, self.method, {})
         features = self._features(self.task.test)
-        with tqdm(total=len(self.task.test), desc="test", unit="ex") as bar:
+        quiet = not self.accelerator.is_main_process
+        with tqdm(total=len(self.task.test), desc="test", unit="ex", disable=quiet) as bar:
             metrics = evaluate_prompt(self.base, self.method, self.task, config.eval_batch_size, config.max_length, features, bar)
         if config.zero_shot:
-            with tqdm(total=len(self.task.test), desc="zero-shot", unit="ex") as bar:
+            with tqdm(total=len(self.task.test), desc="zero-shot", unit="ex", disable=quiet) as bar:
                 bare = evaluate_prompt(self.base, no_prompt, self.task, config.eval_batch_size, config.max_length, None, bar)
             metrics.update({f"zero_shot_{k}": v for k, v in bare.items()})
         train_steps = [r for r in self.history if "loss" in r]
@@ -275,14 +318,22 @@ class Trainer:
         metrics["steps"] = self.step
         prompt.info = {"task": config.task, "split": self.task.split_note, "label_words": list(self.task.label_words),
                        "max_length": config.max_length, "metrics": metrics, "train_config": asdict(config)}
+        self.history.append({"test": metrics})
+        self.accelerator.log({f"test/{k}": v for k, v in metrics.items()}, step=self.step)
+        for tracker in self.accelerator.trackers:  # not end_training(): that also tears down the process group
+            tracker.finish()
+        if self.accelerator.is_main_process:
+            self._write_outputs(prompt)
+        return TrainResult(prompt, metrics, self.output_dir)
+
+    def _write_outputs(self, prompt: TunedPrompt) -> None:
+        config = self.config
         prompt.save(self.output_dir / PROMPT)
         write_text_atomic(self.output_dir / "train_config.json", json.dumps(asdict(config), indent=2))
         write_text_atomic(self.output_dir / "train_config.yaml", to_yaml(config))  # what `train --config` reads
         write_text_atomic(self.output_dir / "README.md", model_card(prompt, str(self.output_dir / PROMPT)))
-        self.history.append({"test": metrics})
         self._write_log()
         plot_curves(self.history, self.output_dir / "curves.png", f"{config.method} on {self.task.name}")
-        return TrainResult(prompt, metrics, self.output_dir)
 
 
 def train(config: TrainConfig | None = None, base: FrozenModel | None = None, **overrides) -> TrainResult:
