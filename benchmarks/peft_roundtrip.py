@@ -21,10 +21,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import softprompt  # noqa: E402
-from softprompt.engine import bucketed_batches, choice_scores, encode  # noqa: E402
-from softprompt.exports import export_prompt  # noqa: E402
-from softprompt.tasks import load_task  # noqa: E402
+import softprompt
+from softprompt.engine import bucketed_batches, choice_scores, encode
+from softprompt.exports import export_prompt
+from softprompt.tasks import load_task
 
 
 def main() -> None:
