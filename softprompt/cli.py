@@ -1,4 +1,4 @@
-"""softprompt train | eval | generate | serve | list"""
+"""softprompt train | eval | generate | serve | export | import | list"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .configs import add_options, given
+from .configs import add_options, checked, given, read_yaml
 from .errors import SoftPromptError
 from .methods import METHODS, method_class
 from .models import DEFAULT_MODEL, EMBEDDED_MODELS
@@ -14,26 +14,46 @@ from .tasks import TASKS, FileTaskOptions
 from .train import TrainConfig
 
 
-def _train(argv: list[str]) -> None:
-    # The method's own options depend on --method, so parse that first, then the full set.
+def train_config(argv: list[str]) -> TrainConfig:
+    """The TrainConfig that `softprompt train ARGV` runs: the --config file, overridden by the command line."""
+    # The method's own options depend on the method (from --method or the config file): find it first.
     probe = argparse.ArgumentParser(add_help=False)
-    probe.add_argument("--method", default=TrainConfig.method)
-    method = probe.parse_known_args(argv)[0].method
+    probe.add_argument("--method")
+    probe.add_argument("--config")
+    known = probe.parse_known_args(argv)[0]
+    from_file = checked(TrainConfig, read_yaml(known.config), f"config file {known.config}") if known.config else {}
+    method = known.method or from_file.get("method", TrainConfig.method)
     config_class = method_class(method).config_class
     parser = argparse.ArgumentParser(prog="softprompt train", description="Train a soft prompt on a frozen model.")
+    parser.add_argument("--config", metavar="YAML", help="read options from this file (a saved train_config.yaml); "
+                        "options typed on the command line override it")
     add_options(parser.add_argument_group("training"), TrainConfig)
+    # --learning-rate is TrainConfig's (it overrides every parameter group), not the method's
     add_options(parser.add_argument_group(f"{method} options"), config_class, skip=("learning_rate",))
     add_options(parser.add_argument_group("tasks from files"), FileTaskOptions)
     args = parser.parse_args(argv)
-    config = TrainConfig(**given(args, TrainConfig), method_options=given(args, config_class),
-                         file_options=given(args, FileTaskOptions))
+    where = f"config file {known.config}"
+    method_options = checked(config_class, from_file.get("method_options", {}), f"{where}, method_options")
+    file_options = checked(FileTaskOptions, from_file.get("file_options", {}), f"{where}, file_options")
+    scalars = {k: v for k, v in from_file.items() if k not in ("method_options", "file_options")}
+    return TrainConfig(**{**scalars, **given(args, TrainConfig)},
+                       method_options={**method_options, **given(args, config_class, skip=("learning_rate",))},
+                       file_options={**file_options, **given(args, FileTaskOptions)})
+
+
+def _train(argv: list[str]) -> None:
+    config = train_config(argv)
     from .train import train
 
     result = train(config)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return
     for name, prompt in result.prompts.items():
         _report(prompt.info["metrics"], name if len(result.prompts) > 1 else "", prompt.info["split"])
     saved = ", ".join(str(p) for p in sorted(result.output_dir.rglob("prompt.safetensors")))
-    print(f"saved {saved} (+ metrics.jsonl, curves.png, checkpoint.pt)")
+    print(f"saved {saved} (+ README.md, metrics.jsonl, curves.png, train_config.yaml, checkpoint.pt)")
 
 
 def _report(metrics: dict, task: str, split: str) -> None:
@@ -61,6 +81,8 @@ def _eval(argv: list[str]) -> None:
     base = load_model(args.model) if args.model else None
     prompt = load_prompt(args.prompt, base) if args.prompt else None
     base = prompt.base if prompt else base or load_model(DEFAULT_MODEL)
+    if not (args.task or prompt.info.get("task")):
+        raise SoftPromptError(f"{args.prompt} records no task (an imported adapter?): pass --task")
     task = load_task(args.task or prompt.info["task"])
     if prompt:
         metrics = prompt.evaluate(task, args.batch_size, args.max_length)
@@ -109,6 +131,39 @@ def _serve(argv: list[str]) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
+def _export(argv: list[str]) -> None:
+    from .exports import EXPORT_FORMATS, export_prompt
+
+    parser = argparse.ArgumentParser(prog="softprompt export", description="Write a prompt file in another library's format.")
+    parser.add_argument("prompt", help="a prompt file")
+    parser.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
+    parser.add_argument("--output", required=True, help="where to write (for peft: a folder)")
+    args = parser.parse_args(argv)
+    from .api import load_prompt
+
+    export_prompt(load_prompt(args.prompt), args.format, args.output)
+    print(f"wrote {args.output} ({args.format})")
+
+
+def _import(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="softprompt import", description="Read a PEFT prompt-learning adapter folder into a prompt file.")
+    parser.add_argument("folder", help="a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)")
+    parser.add_argument("--output", required=True, help="the prompt file to write")
+    parser.add_argument("--model", default=None, help=f"base model the adapter was made for (default: the one recorded in it, else {DEFAULT_MODEL})")
+    parser.add_argument("--task", default=None, help="record this task (and its label words) in the prompt file")
+    args = parser.parse_args(argv)
+    from .models import load_model
+    from .peft_format import import_peft, read_peft_folder
+    from .tasks import load_task
+
+    recorded = read_peft_folder(args.folder)[2].get("base_model", {}).get("name")
+    prompt = import_peft(args.folder, load_model(args.model or recorded or DEFAULT_MODEL))
+    if args.task:
+        prompt.info.update(task=args.task, label_words=list(load_task(args.task).label_words))
+    prompt.save(args.output)
+    print(f"wrote {args.output} ({prompt.method.name}, {prompt.info['imported_from']})")
+
+
 def _list(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="softprompt list", description="Show methods, models and tasks.").parse_args(argv)
     print("methods:")
@@ -122,7 +177,8 @@ def _list(argv: list[str]) -> None:
         print(f"  {name:16} {spec.description}")
 
 
-COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "serve": _serve, "list": _list}
+COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "serve": _serve, "export": _export, "import": _import,
+            "list": _list}
 
 
 def main(argv: list[str] | None = None) -> int:

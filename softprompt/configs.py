@@ -1,5 +1,6 @@
-"""Typed dataclass configs <-> command-line options. Each field becomes `--field-name`; the docstring
-under a field is its help text, so configs document themselves once."""
+"""Typed dataclass configs <-> command-line options and YAML files. Each field becomes `--field-name`;
+the docstring under a field is its help text, so configs document themselves once. A YAML config file is
+the dataclass serialised (`dataclasses.asdict`), checked field by field when read back."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,14 @@ import dataclasses
 import inspect
 import textwrap
 from functools import cache
+from pathlib import Path
+
+import yaml
+
+from .errors import SoftPromptError
+
+# What a YAML value of each annotated field type may be (an int is a fine float; a bool is no int).
+YAML_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
 
 
 @cache
@@ -46,7 +55,38 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...
                             metavar=kind.__name__.lstrip("_").upper(), help=f"{docs.get(item.name, '')} (default: {default!r})".replace("%", "%%"))
 
 
-def given(namespace: argparse.Namespace, cls: type) -> dict:
-    """The fields of `cls` that the user set on the command line."""
-    names = {f.name for f in dataclasses.fields(cls)}
+def given(namespace: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict:
+    """The fields of `cls` (less `skip`) that the user set on the command line."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(skip)
     return {k: v for k, v in vars(namespace).items() if k in names and v is not None}
+
+
+def checked(cls: type, values, where: str) -> dict:
+    """`values` (a mapping from a file) if every key is a field of dataclass `cls` holding a value of its type."""
+    if not isinstance(values, dict):
+        raise SoftPromptError(f"{where}: expected a mapping of option: value, got {type(values).__name__}")
+    hints = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise SoftPromptError(f"{where}: unknown option(s) {unknown}; valid options: {', '.join(sorted(hints))}")
+    for key, value in values.items():
+        allowed = YAML_TYPES.get(hints[key], (object,))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise SoftPromptError(f"{where}: {key} must be {hints[key]}, got {type(value).__name__} {value!r}")
+    return {k: float(v) if hints[k] == "float" else v for k, v in values.items()}
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SoftPromptError(f"config file {str(path)!r} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SoftPromptError(f"config file {path} is not valid YAML: {error}") from error
+    return {} if values is None else values
+
+
+def to_yaml(config) -> str:
+    """A dataclass config as the YAML that `--config` reads back."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)

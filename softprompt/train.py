@@ -12,19 +12,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .api import TunedPrompt, evaluate_prompt
-from .engine import (
-    Encoded,
-    accuracy,
-    bucketed_batches,
-    choice_loss,
-    encode,
-    lm_loss,
-    no_prompt,
-)
+from .cards import model_card
+from .configs import to_yaml
+from .engine import Encoded, accuracy, bucketed_batches, choice_loss, encode, lm_loss, no_prompt
 from .errors import SoftPromptError, unknown_choice
 from .files import atomic_path, write_text_atomic
 from .methods import PromptMethod, build_method
@@ -75,13 +71,17 @@ class TrainConfig:
     zero_shot: bool = True
     """Also score the bare frozen model on the test set, for comparison."""
     seed: int = 0
+    log_with: str = ""
+    """Also send the training curves to an experiment tracker through accelerate: tensorboard (event files
+    under output_dir/logs; needs tensorboardX or tensorboard), wandb, mlflow... Empty: none."""
     method_options: dict = field(default_factory=dict)
     """The method's own options (see its config)."""
     file_options: dict = field(default_factory=dict)
     """Field names etc. for tasks read from files (see FileTaskOptions)."""
 
     def resolved_output_dir(self) -> Path:
-        return Path(self.output_dir or f"runs/{Path(self.task).stem}-{self.method}")
+        tasks = "+".join(Path(name).stem for name in self.task.split(","))
+        return Path(self.output_dir or f"runs/{tasks}-{self.method}")
 
 
 @dataclass
@@ -126,11 +126,21 @@ def _split_dev(task: Task, dev_size: int, seed: int) -> tuple[list, list]:
 
 
 class Trainer:
-    """Holds the state of one run: `train()` runs the loop (resumable), `finish()` scores and saves."""
+    """Holds the state of one run: `train()` runs the loop (resumable), `finish()` scores and saves.
+
+    Under `accelerate launch` / torchrun every process trains on its share of each batch and the prompt's
+    gradients are summed across processes before each step (DDP on the prompt parameters: the frozen model
+    needs no synchronisation), so N processes compute what one does with the same batch size. Every process
+    evaluates; only the main process writes files.
+    """
 
     def __init__(self, config: TrainConfig, base: FrozenModel | None = None, task: Task | None = None):
         self.config = config
         self.output_dir = config.resolved_output_dir()
+        if config.log_with and config.log_with not in LOGGER_TYPE_TO_CLASS:
+            raise unknown_choice("tracker (log_with)", config.log_with, LOGGER_TYPE_TO_CLASS)
+        if config.log_with and config.log_with not in {t.value for t in get_available_trackers()}:  # else skipped silently
+            raise SoftPromptError(f"log_with {config.log_with!r} needs its package installed (tensorboard: pip install tensorboardX==2.6.5)")
         self.base = base or load_model(config.model)
         self.task = task or load_task(config.task, FileTaskOptions(**config.file_options))
         if config.objective not in OBJECTIVES:
@@ -149,6 +159,11 @@ class Trainer:
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_score, self.best_state, self.history = -math.inf, None, []
+        self.accelerator = Accelerator(cpu=self.base.model.device.type == "cpu", log_with=config.log_with or None,
+                                       project_dir=str(self.output_dir / "logs"))
+        if config.batch_size < self.accelerator.num_processes:
+            raise SoftPromptError(f"batch_size {config.batch_size} is the global batch: it must be at least the "
+                                  f"number of processes ({self.accelerator.num_processes})")
 
     def _task_data(self, task: Task) -> TaskData:
         loss_fn = lm_loss
@@ -179,6 +194,8 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
         state = {
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -215,7 +232,8 @@ class Trainer:
         self.history = json.loads(state["history"])
 
     def _write_log(self) -> None:
-        write_text_atomic(self.output_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        if self.accelerator.is_main_process:
+            write_text_atomic(self.output_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
 
     # ---- the loop ----------------------------------------------------------------------------
     def _dev_score(self) -> float | None:
@@ -234,16 +252,29 @@ class Trainer:
         return score
 
     def _micro_step(self, part: TaskData, indices: list[int]) -> tuple[float, int]:
-        batch = [part.train_set[i] for i in indices]
-        features = part.train_features[indices] if part.train_features is not None else None
+        """Forward and backward this process's share of the batch; returns the whole batch's loss."""
+        share = indices[self.accelerator.process_index::self.accelerator.num_processes]
+        if not share:  # a last batch smaller than the number of processes: this one only joins the sum
+            return self._batch_mean(torch.zeros(())), 0
+        batch = [part.train_set[i] for i in share]
+        features = part.train_features[share] if part.train_features is not None else None
         loss, tokens = part.loss_fn(self.base, part.prompt, batch, features)
         if not torch.isfinite(loss):
             raise SoftPromptError(f"loss became {loss.item()} at step {self.step}; stopping. The last good checkpoint "
                                   f"({self.output_dir / CHECKPOINT}) is untouched: lower the learning rate and --resume")
-        (loss / self.config.gradient_accumulation).backward()
-        return loss.item(), tokens
+        weighted = loss * len(share) / len(indices)  # summed over processes: the mean over the whole batch
+        (weighted / self.config.gradient_accumulation).backward()
+        return self._batch_mean(weighted.detach()), tokens
+
+    def _batch_mean(self, weighted: torch.Tensor) -> float:
+        return self.accelerator.reduce(weighted, "sum").item() if self.accelerator.num_processes > 1 else weighted.item()
 
     def _optimizer_step(self) -> None:
+        if self.accelerator.num_processes > 1:
+            for parameter in self.method.parameters():
+                if parameter.requires_grad:
+                    grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+                    parameter.grad = self.accelerator.reduce(grad, "sum")
         torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -253,6 +284,8 @@ class Trainer:
     def _end_epoch(self) -> None:
         score = self._dev_score()
         record = {"epoch": self.epoch + 1, "step": self.step, "dev_score": score}
+        if score is not None:
+            self.accelerator.log({"dev/score": score}, step=self.step)
         if score is None or score > self.best_score:
             self.best_score = score if score is not None else self.best_score
             self.best_state = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
@@ -262,7 +295,10 @@ class Trainer:
     def train(self) -> None:
         config = self.config
         self.method.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{config.method} on {self.task.name}", unit="step")
+        if config.log_with:
+            self.accelerator.init_trackers(self.output_dir.name, config={k: v for k, v in asdict(config).items() if not isinstance(v, dict)})
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{config.method} on {self.task.name}", unit="step",
+                   disable=not self.accelerator.is_main_process)
         window_loss, window_tokens, window_start, accumulated = [], 0, time.perf_counter(), 0
         while self.step < self.total_steps and (config.max_steps or self.epoch < config.epochs):
             batches = self._epoch_batches()
@@ -281,6 +317,7 @@ class Trainer:
                 record = {"step": self.step, "epoch": self.epoch + 1, "loss": sum(window_loss) / len(window_loss),
                           "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": window_tokens / elapsed, "seconds": elapsed}
                 self.history.append(record)
+                self.accelerator.log({f"train/{k}": record[k] for k in ("loss", "lr", "tokens_per_s")}, step=self.step)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 bar.update(1)
                 window_loss, window_tokens, window_start = [], 0, time.perf_counter()
@@ -307,16 +344,16 @@ class Trainer:
         prompts = {}
         for part in self.parts:
             metrics = {**self._test_metrics(part), **shared}
-            prompt = TunedPrompt(self.base, part.prompt, {
+            prompts[part.task.name] = TunedPrompt(self.base, part.prompt, {
                 "task": part.task.name if len(self.parts) > 1 else config.task, "split": part.task.split_note,
                 "label_words": list(part.task.label_words), "max_length": config.max_length, "metrics": metrics,
                 "train_config": asdict(config)})
-            prompt.save(self.prompt_path(part.task.name))
-            prompts[part.task.name] = prompt
             self.history.append({"test": metrics, "task": part.task.name})
-        write_text_atomic(self.output_dir / "train_config.json", json.dumps(asdict(config), indent=2))
-        self._write_log()
-        plot_curves(self.history, self.output_dir / "curves.png", f"{config.method} on {self.task.name}")
+            self.accelerator.log({f"test/{part.task.name}/{k}": v for k, v in metrics.items()}, step=self.step)
+        for tracker in self.accelerator.trackers:  # not end_training(): that also tears down the process group
+            tracker.finish()
+        if self.accelerator.is_main_process:
+            self._write_outputs(prompts)
         return TrainResult(prompts, self.output_dir)
 
     def prompt_path(self, task_name: str) -> Path:
@@ -325,15 +362,27 @@ class Trainer:
     def _test_metrics(self, part: TaskData) -> dict:
         config, task = self.config, part.task
         features = self._features(task.test)
-        with tqdm(total=len(task.test), desc=f"test {task.name}", unit="ex") as bar:
+        quiet = not self.accelerator.is_main_process
+        with tqdm(total=len(task.test), desc=f"test {task.name}", unit="ex", disable=quiet) as bar:
             # through TunedPrompt: a task-level prompt is scored from its cached keys/values
             scored = TunedPrompt(self.base, part.prompt, {})
             metrics = evaluate_prompt(self.base, scored, task, config.eval_batch_size, config.max_length, features, bar)
         if config.zero_shot:
-            with tqdm(total=len(task.test), desc=f"zero-shot {task.name}", unit="ex") as bar:
+            with tqdm(total=len(task.test), desc=f"zero-shot {task.name}", unit="ex", disable=quiet) as bar:
                 bare = evaluate_prompt(self.base, no_prompt, task, config.eval_batch_size, config.max_length, None, bar)
             metrics.update({f"zero_shot_{k}": v for k, v in bare.items()})
         return metrics
+
+    def _write_outputs(self, prompts: dict[str, TunedPrompt]) -> None:
+        config = self.config
+        for name, prompt in prompts.items():
+            path = self.prompt_path(name)
+            prompt.save(path)
+            write_text_atomic(path.parent / "README.md", model_card(prompt, str(path)))
+        write_text_atomic(self.output_dir / "train_config.json", json.dumps(asdict(config), indent=2))
+        write_text_atomic(self.output_dir / "train_config.yaml", to_yaml(config))  # what `train --config` reads
+        self._write_log()
+        plot_curves(self.history, self.output_dir / "curves.png", f"{config.method} on {self.task.name}")
 
 
 def train(config: TrainConfig | None = None, base: FrozenModel | None = None, **overrides) -> TrainResult:

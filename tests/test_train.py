@@ -19,7 +19,8 @@ def config(tmp_path, task, **overrides):
 def test_training_writes_prompt_log_plot_and_reports_both_numbers(tmp_path, tiny_base, reviews_file):
     result = train(config(tmp_path, reviews_file), base=tiny_base)
     out = result.output_dir
-    assert {p.name for p in out.iterdir()} >= {"prompt.safetensors", "metrics.jsonl", "curves.png", "checkpoint.pt", "train_config.json"}
+    assert {p.name for p in out.iterdir()} >= {"prompt.safetensors", "metrics.jsonl", "curves.png", "checkpoint.pt", "train_config.json",
+                                              "train_config.yaml", "README.md"}
     assert out.joinpath("curves.png").read_bytes()[:4] == b"\x89PNG"
     log = [json.loads(line) for line in out.joinpath("metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == list(range(1, 9))  # 8 train rows / batch 2 = 4 steps x 2 epochs

@@ -62,9 +62,11 @@ class PrefixTuning(PromptMethod):
         return self.key_values
 
     def shared_prefix(self) -> Prompt:
-        return Prompt(key_values=[(layer[0].unsqueeze(0), layer[1].unsqueeze(0)) for layer in self.layer_key_values()])
+        return self._prompt(1)
 
     def forward(self, inputs: PromptInputs) -> Prompt:
-        batch = inputs.batch_size
+        return self._prompt(inputs.batch_size)
+
+    def _prompt(self, batch: int) -> Prompt:
         kv = self.layer_key_values()
         return Prompt(key_values=[(layer[0].expand(batch, -1, -1, -1), layer[1].expand(batch, -1, -1, -1)) for layer in kv])

@@ -1,0 +1,19 @@
+"""Formats a prompt file can be exported to: name -> function(prompt, output path). A new format is one entry."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .api import TunedPrompt
+from .errors import unknown_choice
+from .peft_format import export_peft
+
+EXPORT_FORMATS: dict[str, Callable[[TunedPrompt, Path], None]] = {
+    "peft": export_peft,  # a folder PeftModel.from_pretrained(model, folder) loads
+}
+
+
+def export_prompt(prompt: TunedPrompt, format: str, output: str | Path) -> None:
+    if format not in EXPORT_FORMATS:
+        raise unknown_choice("export format", format, EXPORT_FORMATS)
+    EXPORT_FORMATS[format](prompt, Path(output))
