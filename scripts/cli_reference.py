@@ -33,6 +33,8 @@ def method_options(name: str) -> list[str]:
     docs = field_docs(cls)
     rows = [f"`{name}`: {METHODS[name].description}", "", "| option | default | meaning |", "|---|---|---|"]
     for item in dataclasses.fields(cls):
+        if item.metadata.get("internal"):  # set by the program, not an option
+            continue
         option = "--learning-rate (the method's default)" if item.name == "learning_rate" else f"--{item.name.replace('_', '-')}"
         rows.append(f"| `{option}` | `{item.default!r}` | {docs.get(item.name, '')} |")
     return [*rows, ""]

@@ -23,6 +23,7 @@ from .errors import SoftPromptError
 from .files import METADATA_KEY
 from .methods import PromptMethod, build_method
 from .models import FrozenModel
+from .prompt import Prompt, PromptInputs
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -36,7 +37,8 @@ def export_peft(prompt: TunedPrompt, output: Path) -> None:
 
     if not peft_exportable(prompt.method):
         raise SoftPromptError(f"method {prompt.method.name!r} has no PEFT equivalent: its prompt depends on the input "
-                              "or changes the model's layers (PEFT exports prompt-tuning, p-tuning, context-tuning, prefix-tuning)")
+                              "or changes the model's layers (PEFT exports prompt-tuning, p-tuning, context-tuning, prefix-tuning, "
+                              "multitask-prompt-tuning)")
     base, static = prompt.base, prompt.method.shared_prefix()
     common = {"task_type": "CAUSAL_LM", "base_model_name_or_path": base.name, "num_transformer_submodules": 1,
               "num_layers": base.num_layers, "inference_mode": True}
@@ -58,12 +60,22 @@ def export_peft(prompt: TunedPrompt, output: Path) -> None:
 
 
 def peft_exportable(method: PromptMethod) -> bool:
-    """Whether the method's prompt is one fixed set of embeddings or of keys/values (what PEFT stores)."""
+    """Whether the method's whole prompt is one fixed set of embeddings or of keys/values (what PEFT stores).
+    A shared prefix that comes with more (DePT's update of the input embeddings) has no PEFT equivalent."""
     static = method.shared_prefix()
     if static is None:
         return False
     parts = {name for name in ("embeds", "key_values", "input_delta", "before_layer") if getattr(static, name) is not None}
-    return parts in ({"embeds"}, {"key_values"})
+    return parts in ({"embeds"}, {"key_values"}) and not _changes_the_input(method, static)
+
+
+def _changes_the_input(method: PromptMethod, prefix: Prompt) -> bool:
+    """Run the method on a one-token batch and see whether its prompt holds more than the prefix."""
+    width = prefix.embeds.shape[-1] if prefix.embeds is not None else 1
+    probe = PromptInputs(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.long), torch.zeros(1, 1, width))
+    with torch.no_grad():
+        full = method(probe)
+    return full.input_delta is not None or full.before_layer is not None
 
 
 def import_peft(folder: Path, base: FrozenModel) -> TunedPrompt:
