@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,9 +126,9 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         saved = torch.load(path, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).split("\n\n")[-1].strip().splitlines()[0]
-        raise SoftPromptError(f"checkpoint {path} is refused: it holds Python objects other than tensors and plain data, "
-                              f"which could run code when loaded ({reason})") from error
+        named = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        raise SoftPromptError(f"checkpoint {path} is refused: it holds Python objects other than tensors and plain data"
+                              f"{f' ({named.group(1)})' if named else ''}, which could run code when loaded") from error
     except Exception as error:  # torch reports a damaged zip archive as a RuntimeError, other damage otherwise
         raise SoftPromptError(f"checkpoint {path} is truncated or corrupted (not a readable checkpoint: {error})") from error
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
