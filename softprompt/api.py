@@ -42,6 +42,7 @@ class TunedPrompt:
 
     def classify(self, texts: list[str]) -> list[dict]:
         """For each text (formatted as in training), the most likely label word and every label's probability."""
+        _check_texts(texts)
         labels = self.info.get("label_words") or []
         if not labels:
             raise SoftPromptError("this prompt was not trained on a classification task: it has no label words")
@@ -54,6 +55,7 @@ class TunedPrompt:
                 for p in probabilities]
 
     def generate(self, texts: list[str], max_new_tokens: int = 64, temperature: float = 0.0) -> list[str]:
+        _check_texts(texts)
         self.method.eval()
         return generate_text(self.base, self, texts, max_new_tokens=max_new_tokens, temperature=temperature,
                              features=self.features(texts))
@@ -63,6 +65,14 @@ class TunedPrompt:
         return evaluate_prompt(self.base, self, task, batch_size, max_length, self.features([e.prompt for e in task.test]))
 
 
+def _check_texts(texts) -> None:
+    if not isinstance(texts, (list, tuple)) or not texts:
+        raise SoftPromptError(f"expected a non-empty list of texts, got {type(texts).__name__} {texts!r:.60}")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise SoftPromptError(f"text {index} must be a non-empty string, got {text!r:.60}")
+
+
 def _as_example(text: str, labels: list[str]) -> Example:
     return Example(text, tuple(labels), 0)
 
@@ -70,6 +80,8 @@ def _as_example(text: str, labels: list[str]) -> Example:
 def evaluate_prompt(base: FrozenModel, prompt_fn, task: Task, batch_size: int, max_length: int,
                     features: torch.Tensor | None = None, progress=None) -> dict:
     """The task's test metric: accuracy for choice tasks, exact match of the final number for generation."""
+    if not (isinstance(batch_size, int) and batch_size >= 1 and isinstance(max_length, int) and max_length >= 1):
+        raise SoftPromptError(f"batch_size and max_length must be integers >= 1, got {batch_size!r} and {max_length!r}")
     examples = task.test
     encoded = encode(base, examples, max_length)
     if examples[0].is_choice:
@@ -95,7 +107,10 @@ def load_prompt(path, model: FrozenModel | None = None) -> TunedPrompt:
         raise SoftPromptError(
             f"prompt file {path} was trained on base model {stored['name']!r} ({stored['fingerprint']}), "
             f"not on the loaded model {base.name!r} ({base.fingerprint})")
-    method = build_method(metadata["method"], base, metadata["config"])
+    try:
+        method = build_method(metadata["method"], base, metadata["config"])
+    except SoftPromptError as error:
+        raise SoftPromptError(f"prompt file {path}: {error}") from error
     expected = {k: tuple(v.shape) for k, v in method.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:

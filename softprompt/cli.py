@@ -98,9 +98,10 @@ def _generate(argv: list[str]) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")
     args = parser.parse_args(argv)
-    if args.max_new_tokens < 1 or args.temperature < 0:
-        raise SoftPromptError("--max-new-tokens must be >= 1 and --temperature >= 0")
     from .api import load_prompt
+    from .generate import check_generation_options
+
+    check_generation_options(args.max_new_tokens, args.temperature)  # before the slow load of the model
 
     prompt = load_prompt(args.prompt)
     for output in prompt.generate(args.text, args.max_new_tokens, args.temperature):

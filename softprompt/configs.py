@@ -7,7 +7,9 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
 import textwrap
+import typing
 from functools import cache
 from pathlib import Path
 
@@ -90,3 +92,29 @@ def read_yaml(path: str | Path) -> dict:
 def to_yaml(config) -> str:
     """A dataclass config as the YAML that `--config` reads back."""
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+def from_options(cls: type, options: dict, what: str):
+    """`cls(**options)`, refusing keys it does not have with a message naming `what` and its fields."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(options) - known
+    if unknown:
+        raise SoftPromptError(f"{what} has no option(s) {sorted(unknown)}; it has: {sorted(known)}")
+    return cls(**options)
+
+
+def check_types(config) -> None:
+    """Refuse a field whose value is not of its declared scalar type (an int is a fine float; a bool is no number)."""
+    for name, hint in typing.get_type_hints(type(config)).items():
+        value = getattr(config, name, None)
+        allowed = {float: (int, float), int: (int,), str: (str,), bool: (bool,), dict: (dict,)}.get(hint)
+        if allowed and (not isinstance(value, allowed) or (hint is not bool and isinstance(value, bool))):
+            raise SoftPromptError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+
+
+def at_least(config, minimum: float, *names: str) -> None:
+    """Refuse a field below `minimum`, and any non-finite number (nan, inf)."""
+    for name in names:
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= minimum):
+            raise SoftPromptError(f"{name} must be a finite number >= {minimum}, got {value!r}")

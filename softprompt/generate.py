@@ -1,11 +1,13 @@
 """Text generation through a prompt, decoding with the key/value cache."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
 
 from .engine import make_inputs
+from .errors import SoftPromptError
 from .models import FrozenModel
 from .prompt import prompted_forward
 
@@ -20,6 +22,11 @@ def generate_ids(base: FrozenModel, prompt_fn, contexts: list[list[int]], max_ne
     The prompt and the context run once (prefill); each new token then costs one position, reading the
     cached keys and values of everything before it.
     """
+    check_generation_options(max_new_tokens, temperature)
+    for index, context in enumerate(contexts):
+        if len(context) + max_new_tokens > base.max_length:
+            raise SoftPromptError(f"input {index} has {len(context)} tokens: with max_new_tokens {max_new_tokens} it "
+                                  f"exceeds the model's context length {base.max_length}")
     inputs = make_inputs(base, contexts, features)
     output, mask = prompted_forward(base, prompt_fn(inputs), inputs, logits_to_keep=1, use_cache=True)
     steps = decode_steps(base, output, mask, [max_new_tokens] * len(contexts), [temperature] * len(contexts), seed)
@@ -52,6 +59,13 @@ def decode_steps(base: FrozenModel, output, mask: torch.Tensor, max_new_tokens: 
         feed = next_ids.masked_fill(next_ids == FINISHED, base.tokenizer.pad_token_id).unsqueeze(-1)
         output = base.model(input_ids=feed, attention_mask=mask, position_ids=positions,
                             past_key_values=output.past_key_values, use_cache=True, logits_to_keep=1)
+
+
+def check_generation_options(max_new_tokens: int, temperature: float) -> None:
+    if (not isinstance(max_new_tokens, int) or max_new_tokens < 1 or not isinstance(temperature, (int, float))
+            or not 0 <= temperature < math.inf):
+        raise SoftPromptError(f"max_new_tokens must be an integer >= 1 and temperature a finite number >= 0, "
+                              f"got {max_new_tokens!r} and {temperature!r}")
 
 
 def collect(base: FrozenModel, steps: Iterator[torch.Tensor], batch: int) -> list[list[int]]:

@@ -121,6 +121,8 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 
 def load_model(name: str = DEFAULT_MODEL) -> FrozenModel:
     """Load `name` (an embedded model, a local folder, or a hub id) with every weight frozen."""
+    if not isinstance(name, str) or not name.strip():
+        raise SoftPromptError(f"model must be a model name, a folder or a hub id, got {name!r}")
     causal = True
     if name in EMBEDDED_MODELS:
         folder_fn, causal = EMBEDDED_MODELS[name]

@@ -19,10 +19,10 @@ from transformers import get_linear_schedule_with_warmup
 
 from .api import TunedPrompt, evaluate_prompt
 from .cards import model_card
-from .configs import to_yaml
+from .configs import at_least, check_types, from_options, to_yaml
 from .engine import Encoded, accuracy, bucketed_batches, choice_loss, encode, lm_loss, no_prompt
 from .errors import SoftPromptError, unknown_choice
-from .files import atomic_path, write_text_atomic
+from .files import read_checkpoint, write_checkpoint, write_text_atomic
 from .methods import PromptMethod, build_method
 from .models import DEFAULT_MODEL, FrozenModel, load_model
 from .plots import plot_curves
@@ -78,6 +78,13 @@ class TrainConfig:
     """The method's own options (see its config)."""
     file_options: dict = field(default_factory=dict)
     """Field names etc. for tasks read from files (see FileTaskOptions)."""
+
+    def __post_init__(self):
+        check_types(self)
+        at_least(self, 1, "epochs", "batch_size", "gradient_accumulation", "max_length", "eval_batch_size", "checkpoint_every")
+        at_least(self, 0, "max_steps", "dev_size", "seed", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm")
+        if self.warmup_ratio >= 1 or self.max_grad_norm == 0:
+            raise SoftPromptError(f"need warmup_ratio < 1 and max_grad_norm > 0, got {self.warmup_ratio!r} and {self.max_grad_norm!r}")
 
     def resolved_output_dir(self) -> Path:
         tasks = "+".join(Path(name).stem for name in self.task.split(","))
@@ -137,12 +144,14 @@ class Trainer:
     def __init__(self, config: TrainConfig, base: FrozenModel | None = None, task: Task | None = None):
         self.config = config
         self.output_dir = config.resolved_output_dir()
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise SoftPromptError(f"output_dir {str(self.output_dir)!r} is a file, not a folder")
         if config.log_with and config.log_with not in LOGGER_TYPE_TO_CLASS:
             raise unknown_choice("tracker (log_with)", config.log_with, LOGGER_TYPE_TO_CLASS)
         if config.log_with and config.log_with not in {t.value for t in get_available_trackers()}:  # else skipped silently
             raise SoftPromptError(f"log_with {config.log_with!r} needs its package installed (tensorboard: pip install tensorboardX==2.6.5)")
-        self.base = base or load_model(config.model)
-        self.task = task or load_task(config.task, FileTaskOptions(**config.file_options))
+        self.task = task or load_task(config.task, from_options(FileTaskOptions, config.file_options, "file_options"))
+        self.base = base or load_model(config.model)  # after the task: bad data is refused before a slow load
         if config.objective not in OBJECTIVES:
             raise unknown_choice("objective", config.objective, OBJECTIVES)
         torch.manual_seed(config.seed)
@@ -207,18 +216,14 @@ class Trainer:
             "history": json.dumps(self.history),
             "config": json.dumps(asdict(self.config)),
         }
-        with atomic_path(self.output_dir / CHECKPOINT) as temporary:
-            torch.save(state, temporary)
+        write_checkpoint(self.output_dir / CHECKPOINT, state)
         self._write_log()
 
     def load_checkpoint(self) -> None:
         path = self.output_dir / CHECKPOINT
         if not path.is_file():
             raise SoftPromptError(f"--resume: no checkpoint at {path}")
-        try:
-            state = torch.load(path, weights_only=True)  # never unpickle arbitrary objects
-        except Exception as error:
-            raise SoftPromptError(f"checkpoint {path} is unreadable ({error})") from error
+        state = read_checkpoint(path)
         saved = json.loads(state["config"])
         for key in ("task", "method", "model", "seed", "batch_size", "method_options"):
             if saved[key] != asdict(self.config)[key]:
@@ -260,8 +265,7 @@ class Trainer:
         features = part.train_features[share] if part.train_features is not None else None
         loss, tokens = part.loss_fn(self.base, part.prompt, batch, features)
         if not torch.isfinite(loss):
-            raise SoftPromptError(f"loss became {loss.item()} at step {self.step}; stopping. The last good checkpoint "
-                                  f"({self.output_dir / CHECKPOINT}) is untouched: lower the learning rate and --resume")
+            self._stop(f"loss became {loss.item()}")
         weighted = loss * len(share) / len(indices)  # summed over processes: the mean over the whole batch
         (weighted / self.config.gradient_accumulation).backward()
         return self._batch_mean(weighted.detach()), tokens
@@ -269,13 +273,21 @@ class Trainer:
     def _batch_mean(self, weighted: torch.Tensor) -> float:
         return self.accelerator.reduce(weighted, "sum").item() if self.accelerator.num_processes > 1 else weighted.item()
 
+    def _stop(self, what: str) -> None:
+        checkpoint = self.output_dir / CHECKPOINT
+        kept = (f"the last good checkpoint ({checkpoint}) is untouched: lower the learning rate and --resume"
+                if checkpoint.exists() else "no checkpoint was written yet: lower the learning rate")
+        raise SoftPromptError(f"{what} at step {self.step + 1}; stopping, {kept}")
+
     def _optimizer_step(self) -> None:
         if self.accelerator.num_processes > 1:
             for parameter in self.method.parameters():
                 if parameter.requires_grad:
                     grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
                     parameter.grad = self.accelerator.reduce(grad, "sum")
-        torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.max_grad_norm)
+        if not torch.isfinite(norm):  # stop before the update: a checkpoint of non-finite weights must never be saved
+            self._stop(f"the gradient norm became {norm.item()}")
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -387,7 +399,7 @@ class Trainer:
 
 def train(config: TrainConfig | None = None, base: FrozenModel | None = None, **overrides) -> TrainResult:
     """Train a soft prompt: `softprompt.train(task="sst2", method="prompt-tuning")`."""
-    config = config or TrainConfig(**overrides)
+    config = config or from_options(TrainConfig, overrides, "train()")
     trainer = Trainer(config, base)
     if config.resume:
         trainer.load_checkpoint()

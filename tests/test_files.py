@@ -6,7 +6,6 @@ from softprompt.api import TunedPrompt, load_prompt
 from softprompt.errors import SoftPromptError
 from softprompt.files import atomic_path
 from softprompt.methods import build_method
-from softprompt.models import FrozenModel
 
 
 @pytest.fixture
@@ -23,31 +22,6 @@ def test_prompt_file_is_small_and_carries_its_metadata(saved, tiny_base):
     loaded = load_prompt(saved, tiny_base)
     assert loaded.info["label_words"] == [" negative", " positive"]
     assert loaded.metadata()["base_model"]["fingerprint"] == tiny_base.fingerprint
-
-
-def test_prompt_for_another_base_model_is_refused(saved, tiny_base):
-    other = FrozenModel("other-model", tiny_base.model, tiny_base.tokenizer, "LlamaForCausalLM:000000")
-    with pytest.raises(SoftPromptError, match=rf"trained on base model '{tiny_base.name}'.*not on the loaded model 'other-model'"):
-        load_prompt(saved, other)
-
-
-def test_truncated_file_is_refused(saved, tiny_base):
-    saved.write_bytes(saved.read_bytes()[:-40])
-    with pytest.raises(SoftPromptError, match="truncated or corrupted"):
-        load_prompt(saved, tiny_base)
-
-
-def test_altered_tensor_fails_the_checksum(saved, tiny_base):
-    data = bytearray(saved.read_bytes())
-    data[-3] ^= 0xFF  # flip bits inside the tensor data, leaving the header valid
-    saved.write_bytes(bytes(data))
-    with pytest.raises(SoftPromptError, match="altered"):
-        load_prompt(saved, tiny_base)
-
-
-def test_missing_file_is_refused(tmp_path, tiny_base):
-    with pytest.raises(SoftPromptError, match="does not exist"):
-        load_prompt(tmp_path / "nope.safetensors", tiny_base)
 
 
 def test_failed_write_leaves_the_old_file_untouched(tmp_path):

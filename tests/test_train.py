@@ -60,23 +60,10 @@ def test_max_steps_stops_early(tmp_path, tiny_base, reviews_file):
     assert train(config(tmp_path, reviews_file, max_steps=3, zero_shot=False), base=tiny_base).metrics["steps"] == 3
 
 
-def test_nan_loss_stops_with_a_clear_message(tmp_path, tiny_base, reviews_file):
-    with pytest.raises(SoftPromptError, match="loss became nan"):
-        train(config(tmp_path, reviews_file, learning_rate=float("nan"), zero_shot=False), base=tiny_base)
-
-
-def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, tiny_base, reviews_file):
-    train(config(tmp_path, reviews_file, max_steps=2, zero_shot=False), base=tiny_base)
-    with pytest.raises(SoftPromptError, match="seed"):
-        train(config(tmp_path, reviews_file, seed=1, resume=True, zero_shot=False), base=tiny_base)
-
-
-def test_both_objectives_train_and_an_unknown_one_is_refused(tmp_path, tiny_base, reviews_file):
+def test_both_objectives_train_to_different_prompts(tmp_path, tiny_base, reviews_file):
     lm = train(config(tmp_path / "lm", reviews_file, objective="lm", max_steps=2, zero_shot=False), base=tiny_base)
     choice = train(config(tmp_path / "choice", reviews_file, max_steps=2, zero_shot=False), base=tiny_base)
     assert not torch.equal(lm.prompt.method.embeddings, choice.prompt.method.embeddings)
-    with pytest.raises(SoftPromptError, match="unknown objective 'mse'; choose one of: choice, lm"):
-        train(config(tmp_path / "bad", reviews_file, objective="mse"), base=tiny_base)
 
 
 def test_training_on_several_tasks_writes_one_prompt_per_task(tmp_path, tiny_base, reviews_file):

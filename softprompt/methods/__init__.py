@@ -1,9 +1,8 @@
 """The method registry: name -> class. Adding a method is one file and one line here."""
 from __future__ import annotations
 
-from dataclasses import fields
-
-from ..errors import SoftPromptError, unknown_choice
+from ..configs import from_options
+from ..errors import unknown_choice
 from ..models import FrozenModel
 from .base import MethodConfig, PromptMethod
 from .capt import CapsulePromptTuning
@@ -31,12 +30,7 @@ def method_class(name: str) -> type[PromptMethod]:
 
 def make_config(name: str, options: dict | None = None) -> MethodConfig:
     """The method's typed config from a plain dict, refusing keys it does not have."""
-    cls = method_class(name).config_class
-    known = {f.name for f in fields(cls)}
-    unknown = set(options or {}) - known
-    if unknown:
-        raise SoftPromptError(f"method {name!r} has no option(s) {sorted(unknown)}; it has: {sorted(known)}")
-    return cls(**(options or {}))
+    return from_options(method_class(name).config_class, options or {}, f"method {name!r}")
 
 
 def build_method(name: str, base: FrozenModel, options: dict | None = None) -> PromptMethod:

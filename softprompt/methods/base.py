@@ -7,12 +7,14 @@ this protocol, so a new method is one new file plus a line in the registry.
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..configs import at_least, check_types
 from ..errors import SoftPromptError
 from ..models import FrozenModel
 from ..prompt import Prompt, PromptInputs
@@ -22,6 +24,14 @@ from ..prompt import Prompt, PromptInputs
 class MethodConfig:
     learning_rate: float = 1e-2
     """Peak learning rate of AdamW for this method's parameters."""
+
+    def __post_init__(self):
+        check_types(self)
+        hints = typing.get_type_hints(type(self))
+        at_least(self, 0, *(name for name, hint in hints.items() if hint in (int, float)))
+        for name in hints:
+            if name.endswith("learning_rate") and getattr(self, name) == 0:
+                raise SoftPromptError(f"{name} must be > 0")
 
 
 class PromptMethod(nn.Module):
@@ -33,6 +43,9 @@ class PromptMethod(nn.Module):
     def __init__(self, config: MethodConfig, base: FrozenModel):
         super().__init__()
         self.config = config
+        length = getattr(config, "num_virtual_tokens", None)
+        if length is not None and not 1 <= length <= base.max_length:
+            raise SoftPromptError(f"num_virtual_tokens must be between 1 and the model's context length {base.max_length}, got {length}")
 
     def initialize(self, base: FrozenModel, task) -> None:
         """Data-driven initialisation before training (from text, vocabulary, demonstrations...)."""

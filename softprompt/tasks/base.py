@@ -56,6 +56,21 @@ class Task:
         if not self.train or not self.test:
             empty = "train" if not self.train else "test"
             raise SoftPromptError(f"task {self.name!r} has an empty {empty} set: nothing to train or evaluate on")
+        for part, examples in (("train", self.train), ("test", self.test)):
+            for index, example in enumerate(examples):
+                _check_choices(example, f"task {self.name!r}, {part} example {index}")
+
+
+def _check_choices(example: Example, where: str) -> None:
+    choices = example.choices
+    if not choices:
+        return
+    if len(choices) < 2:
+        raise SoftPromptError(f"{where}: a single answer choice {choices[0]!r} leaves nothing to decide; a task needs at least two labels")
+    if any(not choice.strip() for choice in choices) or len(set(choices)) < len(choices):
+        raise SoftPromptError(f"{where}: answer choices {choices} must be distinct and non-empty")
+    if not isinstance(example.label, int) or not 0 <= example.label < len(choices):
+        raise SoftPromptError(f"{where}: label {example.label!r} is not the index of one of its {len(choices)} choices")
 
 
 def combine_tasks(tasks: list[Task]) -> Task:

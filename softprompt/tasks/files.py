@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SoftPromptError
+from ..files import existing_file
 from .base import Example, Task, seeded_carve
 
 
@@ -32,10 +33,9 @@ class FileTaskOptions:
 
 def read_records(path: Path) -> list[tuple[int, dict]]:
     """(line number, record) pairs from a .jsonl or .csv file, with clear errors for bad lines."""
-    if not path.is_file():
-        raise SoftPromptError(f"data file {str(path)!r} does not exist")
+    path = existing_file(path, "data file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is not data
     except UnicodeDecodeError as error:
         raise SoftPromptError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
     if path.suffix == ".csv":
