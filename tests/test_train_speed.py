@@ -1,6 +1,6 @@
 """The training-speed benchmark on the tiny model: every contender for 2 steps (in this process, to stay
 fast), the report built from them, the command-line plumbing, and that the packed floor computes exactly
-what each sequence computes alone."""
+what each sequence computes alone; and that training computes no gradient for the frozen model."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,6 +12,7 @@ import torch
 
 from softprompt.models import load_model
 from softprompt.tasks import load_task
+from softprompt.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "train_speed.py"
@@ -67,3 +68,21 @@ def test_packed_floor_equals_each_sequence_alone(tiny_base):
     alone.sum().backward()
     torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(packed_grad, prompt.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_training_computes_no_gradient_for_any_frozen_weight(tmp_path, tiny_base, tiny_task):
+    """Only the prompt gets a gradient: a frozen weight (the embedding table included) that required one would
+    cost a weight-gradient matmul per layer and step."""
+    trainer = Trainer(TrainConfig(model="unused", output_dir=str(tmp_path), max_steps=1, batch_size=4,
+                                  method_options={"num_virtual_tokens": 4}), tiny_base, tiny_task)
+    original_step = trainer._optimizer_step
+    seen = {}
+
+    def inspect_then_step():
+        seen["frozen"] = [n for n, p in tiny_base.model.named_parameters() if p.requires_grad or p.grad is not None]
+        seen["prompt"] = trainer.method.embeddings.grad
+        original_step()
+
+    trainer._optimizer_step = inspect_then_step
+    trainer.train()
+    assert seen["frozen"] == [] and seen["prompt"] is not None and seen["prompt"].abs().sum() > 0
