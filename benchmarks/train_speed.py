@@ -18,17 +18,24 @@ model, task, prompt length (prompt tuning, m virtual tokens), batch size, learni
   cross-entropy, back-propagated to the prompt (the only tensor with a gradient). "alone": each sequence
   as its own batch of one. "packed": the batch's sequences concatenated into one row, with a
   block-diagonal causal attention mask and positions restarting at each sequence. The floor is the faster
-  of the two; neither updates anything (no optimizer).
+  of the two; neither updates anything (no optimizer). On a CPU, one batched matmul over a batch with little
+  padding can beat both (batch-1 kernels are less efficient; the packed mask is dense, S x S), so ours/floor
+  may exceed 1: the remaining waste of ours is then bounded by its padding share.
+- zero-shot: no training, the bare model scoring the test carve (`softprompt.api.zero_shot`): the
+  reference for evaluation.
+- ours-bf16 (not run by default): ours under `torch.autocast("cpu", dtype=torch.bfloat16)`, a lever to measure.
 
 Reported per contender: tokens/s = the examples' real text tokens (context + answer word, what the data
-holds, the same count for every contender) per second; s/step = median over the timed steps (after the
+holds, the same count for every contender) per second of wall time; tok/cpu-s = the same per second of
+this process's CPU time (user + system), less sensitive to other load on a shared machine; s/step = median over the timed steps (after the
 warm-up steps); peak memory = the process's peak resident set size during training minus its resident set
 size just before (Linux VmHWM, reset through /proc/self/clear_refs after the model is loaded); padding =
 share of the positions the model processed (prompt + text + padding) that were padding. Only ratios taken
 in one run mean anything on a shared machine.
 
-    python benchmarks/train_speed.py                           # ~5 min on 2 idle cores
-    python benchmarks/train_speed.py --steps 5 --contenders ours,peft
+    python benchmarks/train_speed.py                           # 20 timed steps, torch's thread default
+    python benchmarks/train_speed.py --steps 10 --threads 1 --output benchmarks/results/train_speed.txt
+    python benchmarks/train_speed.py --steps 5 --contenders ours,ours-bf16
 """
 from __future__ import annotations
 
