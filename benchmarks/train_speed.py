@@ -129,16 +129,17 @@ def run_ours(args, base: FrozenModel, task, bf16: bool = False) -> dict:
         cpu_end = time.process_time()
         counter.handle.remove()
     steps = [r for r in trainer.history if "loss" in r][args.warmup:]
-    result.update(step_seconds=[r["seconds"] for r in steps], step_tokens=[r["tokens_per_s"] * r["seconds"] for r in steps],
+    result.update(step_seconds=[r["seconds"] for r in steps], step_tokens=[round(r["tokens_per_s"] * r["seconds"]) for r in steps],
                   padding=counter.padding_share(args.warmup), cpu_seconds=cpu_end - counter.cpu_at_call[args.warmup])
     with autocast:
         timed_eval(result, lambda: TunedPrompt(base, trainer.method, {}).evaluate(task, args.eval_batch_size)["accuracy"])
     return result
 
 
-def right_pad(sequences: list[list[int]], pad_id: int, fill: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def right_pad(sequences: list[list[int]], fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) values padded on the right with `fill`, and the (B, T) mask of real positions."""
     width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id if fill is None else fill)
+    ids = torch.full((len(sequences), width), fill)
     mask = torch.zeros(len(sequences), width, dtype=torch.long)
     for row, sequence in enumerate(sequences):
         ids[row, : len(sequence)] = torch.tensor(sequence)
@@ -174,7 +175,7 @@ def run_peft(args, base: FrozenModel, task) -> dict:
                 cpu_start = time.process_time()
             batch = [train[i] for i in order[step * args.batch_size:(step + 1) * args.batch_size]]
             input_ids, attention_mask = right_pad([e.context + e.target for e in batch], pad)
-            labels, _ = right_pad([[-100] * len(e.context) + e.target for e in batch], pad, fill=-100)
+            labels, _ = right_pad([[-100] * len(e.context) + e.target for e in batch], -100)  # loss on the answer only
             model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
