@@ -20,7 +20,15 @@ from transformers import get_linear_schedule_with_warmup
 from .api import TunedPrompt, evaluate_prompt
 from .cards import model_card
 from .configs import at_least, check_types, from_options, to_yaml
-from .engine import Encoded, accuracy, bucketed_batches, choice_loss, encode, lm_loss, no_prompt
+from .engine import (
+    Encoded,
+    accuracy,
+    bucketed_batches,
+    choice_loss,
+    encode,
+    lm_loss,
+    no_prompt,
+)
 from .errors import SoftPromptError, unknown_choice
 from .files import read_checkpoint, write_checkpoint, write_text_atomic
 from .methods import PromptMethod, build_method
@@ -361,7 +369,8 @@ class Trainer:
                 "label_words": list(part.task.label_words), "max_length": config.max_length, "metrics": metrics,
                 "train_config": asdict(config)})
             self.history.append({"test": metrics, "task": part.task.name})
-            self.accelerator.log({f"test/{part.task.name}/{k}": v for k, v in metrics.items()}, step=self.step)
+            prefix = f"test/{part.task.name}/" if len(self.parts) > 1 else "test/"
+            self.accelerator.log({prefix + k: v for k, v in metrics.items()}, step=self.step)
         for tracker in self.accelerator.trackers:  # not end_training(): that also tears down the process group
             tracker.finish()
         if self.accelerator.is_main_process:

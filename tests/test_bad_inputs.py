@@ -195,7 +195,7 @@ def nothing(w: Workspace) -> None:
 GOOD = ((" negative", " positive"), 1)
 CASES = [
     # --- the command line: names, types and ranges (refused before any model loads) ---
-    ("cli unknown command", nothing, cli("fly"), r"usage: softprompt \{train\|eval\|generate\|list"),
+    ("cli unknown command", nothing, cli("fly"), r"usage: softprompt \{train\|eval\|generate\|serve\|export\|import\|list\}"),
     ("cli unknown task", nothing, cli("train", "--task", "sst3"), r"unknown task 'sst3'; choose one of: .*sst2"),
     ("cli unknown method", nothing, cli("train", "--method", "magic"),
      r"unknown method 'magic'; choose one of: capt, context-tuning, dept, idpg, lopa, multitask-prompt-tuning, p-tuning, prefix-tuning, prompt-tuning, pt-moe"),
