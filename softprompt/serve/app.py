@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,6 +72,12 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
         if int(request.headers.get("content-length") or 0) > max_body_bytes:
             return _error(413, f"request body over the {max_body_bytes}-byte limit")
         return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError):
+        # Name the field and the rule, never echo the input: it may hold text no response can encode (a lone surrogate).
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        return _error(422, problems.encode("utf-8", "backslashreplace").decode("utf-8"))
 
     @app.exception_handler(SoftPromptError)
     async def bad_request(request: Request, error: SoftPromptError):
@@ -184,4 +191,5 @@ def _row(store: PromptStore, prompt, name: str, text: str, ids: list[int], room:
 
 
 def _error(status: int, message: str) -> JSONResponse:
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # names may hold unencodable text
     return JSONResponse({"error": {"message": message, "code": status}}, status_code=status)
