@@ -12,13 +12,19 @@ stall at every barrier (measured here: 10x slower per forward at load average 10
 (c) throughput of a batch whose 8 rows use 8 different prompts vs 8 rows of one prompt;
 (d) a loopback load run through the real HTTP server: clients x requests, mixed prompts; failures,
     p50/p99 latency, throughput; and batched vs one-at-a-time (--max-batch-size 1) throughput;
-(e) scoring the SST-2 test carve: ours (KV cache, no autograd) vs PEFT (pad to the longest, no autograd).
+(e) scoring the SST-2 test carve: ours (KV cache, no autograd) vs PEFT (pad to the longest, no autograd);
+(f) a soak run, not in the default parts: the real server (`softprompt serve`) in its own process,
+    --clients loops sending mixed /v1/classify and /v1/completions requests for --duration seconds; failed
+    requests, p50/p99, and the server's resident memory (/proc VmRSS) after a warm-up vs after the run:
+
+    nice -n 5 .venv/bin/python benchmarks/serve_speed.py --parts f --threads 1 --duration 60 --clients 64
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import os
 import statistics
 import sys
 import tempfile
@@ -182,6 +188,112 @@ def load_test(base, prompts, task, args, report):
         report(f"    batched / one-at-a-time throughput = {ratio:.2f}   (target >= 3)")
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc (Linux), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def soak_run(url: str, names: list[str], texts: list[str], clients: int, duration: float, new_tokens: int) -> dict:
+    """`clients` loops that each send /v1/classify and /v1/completions requests in turn (prompts and texts
+    rotating) until `duration` seconds have passed; a request started before the end is waited for."""
+    import httpx2
+
+    latencies, failures, kinds = [], [], {"classify": 0, "completions": 0}
+    end = time.perf_counter() + duration
+
+    async def client(index: int, http):
+        i = 0
+        while i == 0 or time.perf_counter() < end:  # at least one request each
+            name, text = names[(index + i) % len(names)], texts[(index * 7 + i) % len(texts)]
+            kind = "classify" if (index + i) % 2 == 0 else "completions"
+            body = ({"model": name, "input": text} if kind == "classify"
+                    else {"model": name, "prompt": text, "max_tokens": new_tokens})
+            start = time.perf_counter()
+            try:
+                answer = await http.post(f"{url}/v1/{kind}", json=body)
+                if answer.status_code != 200:
+                    failures.append(f"{kind} {answer.status_code} {answer.text[:200]}")
+            except httpx2.HTTPError as error:
+                failures.append(f"{kind} {type(error).__name__} {error}")
+            latencies.append(time.perf_counter() - start)
+            kinds[kind] += 1
+            i += 1
+
+    async with httpx2.AsyncClient(timeout=600, limits=httpx2.Limits(max_connections=clients)) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(c, http) for c in range(clients)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"requests": len(latencies), "failed": failures, "seconds": elapsed, "kinds": kinds,
+            "p50": latencies[len(latencies) // 2] if latencies else float("nan"),
+            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan")}
+
+
+def soak_test(prompts, task, args, report):
+    """(f) The real server in its own process (`softprompt serve`), loaded for a bounded time; its resident
+    memory read from /proc after a warm-up and again after the run."""
+    import subprocess
+
+    import httpx2
+
+    with tempfile.TemporaryDirectory() as folder:
+        names = []
+        for index, prompt in enumerate(prompts):
+            names.append(f"sst2-{index}")
+            prompt.save(Path(folder) / f"{names[-1]}.safetensors")
+        texts = [e.prompt for e in task.test]
+        port = args.port or free_port()
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-c", "import sys; from softprompt.cli import main; sys.exit(main())", "serve",
+                   "--prompts-dir", folder, "--model", args.model, "--port", str(port),
+                   "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
+                   "--request-timeout", "60"]
+        server = subprocess.Popen(command, env=env, cwd=ROOT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(1200):  # up to 10 minutes for the model to load on a busy machine
+                if server.poll() is not None:
+                    raise RuntimeError(f"the server exited with status {server.returncode} before answering")
+                try:
+                    if httpx2.get(f"{url}/health", timeout=5).status_code == 200:
+                        break
+                except httpx2.HTTPError:
+                    pass
+                time.sleep(0.5)
+            else:
+                raise RuntimeError("the server did not answer /health within 10 minutes")
+            warm = asyncio.run(soak_run(url, names, texts, args.clients, 0.0, args.new_tokens))  # one each: full batches
+            before = rss_kib(server.pid)
+            result = asyncio.run(soak_run(url, names, texts, args.clients, args.duration, args.new_tokens))
+            after = rss_kib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    growth = 100 * (after - before) / before
+    report(f"(f) soak: the server in its own process (max batch {args.max_batch_size}, request timeout 60 s), "
+           f"{args.clients} clients looping for {args.duration:g} s over {len(names)} prompts, alternating /v1/classify "
+           f"and /v1/completions ({args.new_tokens} new tokens), after a warm-up of one request per client "
+           f"({warm['requests']}, {len(warm['failed'])} failed)")
+    report(f"    {result['requests']} requests ({result['kinds']['classify']} classify, {result['kinds']['completions']} completions) "
+           f"in {result['seconds']:.1f} s: {len(result['failed'])} failed, p50 {1000 * result['p50']:.0f} ms, "
+           f"p99 {1000 * result['p99']:.0f} ms, {result['requests'] / result['seconds']:.2f} requests/s   (target: 0 failed)")
+    for failure in result["failed"][:5]:
+        report(f"    failed: {failure}")
+    report(f"    server RSS after warm-up {before / 1024:.1f} MiB, after the run {after / 1024:.1f} MiB: "
+           f"growth {growth:+.2f}%   (target < 10%)")
+
+
 def evaluation(base, prompt, peft, task, args, report):
     def ours():
         return prompt.evaluate(task, batch_size=16, max_length=256)["accuracy"]
@@ -230,8 +342,9 @@ def main(argv=None):
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of the soak run (f)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", default="abcde", help="which measurements to run, e.g. 'd' for the load run alone")
+    parser.add_argument("--parts", default="abcde", help="which measurements to run, e.g. 'd' for the load run alone; 'f' (the soak run) only when named")
     parser.add_argument("--out", help="also write the report here, under the command that produced it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -256,6 +369,8 @@ def main(argv=None):
         evaluation(base, prompts[0], peft, task, args, report)
     if "d" in args.parts:
         load_test(base, prompts, task, args, report)
+    if "f" in args.parts:
+        soak_test(prompts, task, args, report)
     if args.out:
         write_text_atomic(args.out, "\n".join(lines) + "\n")
 

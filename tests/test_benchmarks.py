@@ -44,3 +44,14 @@ def test_serve_speed_smoke_run(tmp_path, tiny_model_dir):
     assert report.startswith("$ python benchmarks/serve_speed.py --model")
     for line in ("ratio cached / bare", "ours / PEFT", "mixed / single", "0 failed of 4", "batched / one-at-a-time", "ours / PEFT ="):
         assert line in report
+
+
+def test_serve_speed_soak_part_runs_the_server_process_and_reads_its_memory(tmp_path, tiny_model_dir):
+    """Part (f) starts `softprompt serve`, loops mixed classify/completions clients, and reports failures and RSS."""
+    out = tmp_path / "soak.txt"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_speed.py"), "--model", str(tiny_model_dir),
+                          "--eval-rows", "16", "--parts", "f", "--duration", "2", "--clients", "4", "--new-tokens", "2",
+                          "--threads", "1", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = out.read_text()
+    assert "(f) soak" in report and " 0 failed, p50" in report and "server RSS after warm-up" in report
