@@ -211,3 +211,15 @@ def test_a_load_run_leaves_nothing_behind(served):
     before = live_tensors()
     burst(200)
     assert live_tensors() - before < 50
+
+
+def test_a_micro_batch_is_scored_in_length_sorted_runs():
+    from types import SimpleNamespace
+
+    from softprompt.serve.batch import Row
+    from softprompt.serve.batcher import _by_length
+
+    jobs = [SimpleNamespace(row=Row([0] * n)) for n in (9, 2, 30, 5, 2, 17, 11, 3, 8, 40)]
+    runs = _by_length(jobs, 4)
+    assert [len(r) for r in runs] == [4, 4, 2]
+    assert [len(j.row.ids) for r in runs for j in r] == [2, 2, 3, 5, 8, 9, 11, 17, 30, 40]
