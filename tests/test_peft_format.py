@@ -64,6 +64,7 @@ def fresh_hf_model(tiny_model_dir):
     ("p-tuning", {"encoder": "mlp"}, "PROMPT_TUNING"),
     ("p-tuning", {"encoder": "lstm", "encoder_hidden_size": 8}, "PROMPT_TUNING"),
     ("context-tuning", {}, "PROMPT_TUNING"),
+    ("multitask-prompt-tuning", {}, "PROMPT_TUNING"),
     ("prefix-tuning", {}, "PREFIX_TUNING"),
     ("prefix-tuning", {"projection_hidden_size": 8}, "PREFIX_TUNING"),
 ])
