@@ -159,19 +159,31 @@ async def load_run(url: str, names: list[str], texts: list[str], clients: int, r
         start = time.perf_counter()
         await asyncio.gather(*(client(c, http) for c in range(clients)))
         elapsed = time.perf_counter() - start
-    latencies.sort()
     return {"requests": len(latencies), "failed": failures, "seconds": elapsed, "throughput": len(latencies) / elapsed,
-            "p50": latencies[len(latencies) // 2], "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+            **percentiles(latencies)}
+
+
+def save_prompts(prompts: list[TunedPrompt], folder) -> list[str]:
+    """Write the prompts into a server's prompts folder; returns their model names."""
+    names = [f"sst2-{index}" for index in range(len(prompts))]
+    for name, prompt in zip(names, prompts):
+        prompt.save(Path(folder) / f"{name}.safetensors")
+    return names
+
+
+def percentiles(latencies: list[float]) -> dict:
+    """p50 and p99 of request latencies (nan when none finished)."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return {"p50": float("nan"), "p99": float("nan")}
+    return {"p50": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]}
 
 
 def load_test(base, prompts, task, args, report):
     from softprompt.serve.app import create_app
 
     with tempfile.TemporaryDirectory() as folder:
-        names = []
-        for index, prompt in enumerate(prompts):
-            names.append(f"sst2-{index}")
-            prompt.save(Path(folder) / f"{names[-1]}.safetensors")
+        names = save_prompts(prompts, folder)
         texts = [e.prompt for e in task.test]
         results = {}
         for label, batch_size, requests in (("batched", args.max_batch_size, args.requests), ("one-at-a-time", 1, args.unbatched_requests)):
@@ -234,10 +246,7 @@ async def soak_run(url: str, names: list[str], texts: list[str], clients: int, d
         start = time.perf_counter()
         await asyncio.gather(*(client(c, http) for c in range(clients)))
         elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {"requests": len(latencies), "failed": failures, "seconds": elapsed, "kinds": kinds,
-            "p50": latencies[len(latencies) // 2] if latencies else float("nan"),
-            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan")}
+    return {"requests": len(latencies), "failed": failures, "seconds": elapsed, "kinds": kinds, **percentiles(latencies)}
 
 
 def soak_test(prompts, task, args, report):
@@ -248,10 +257,7 @@ def soak_test(prompts, task, args, report):
     import httpx2
 
     with tempfile.TemporaryDirectory() as folder:
-        names = []
-        for index, prompt in enumerate(prompts):
-            names.append(f"sst2-{index}")
-            prompt.save(Path(folder) / f"{names[-1]}.safetensors")
+        names = save_prompts(prompts, folder)
         texts = [e.prompt for e in task.test]
         port = args.port or free_port()
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}

@@ -17,8 +17,14 @@ import yaml
 
 from .errors import SoftPromptError
 
-# What a YAML value of each annotated field type may be (an int is a fine float; a bool is no int).
-YAML_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
+# What a value of each annotated field type may be (an int is a fine float; a bool is no number).
+ACCEPTED_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
+
+
+def fits(type_name: str, value) -> bool:
+    """Whether `value` may fill a field annotated `type_name` (types outside ACCEPTED_TYPES are not checked)."""
+    allowed = ACCEPTED_TYPES.get(type_name)
+    return allowed is None or (isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed))
 
 
 @cache
@@ -72,8 +78,7 @@ def checked(cls: type, values, where: str) -> dict:
     if unknown:
         raise SoftPromptError(f"{where}: unknown option(s) {unknown}; valid options: {', '.join(sorted(hints))}")
     for key, value in values.items():
-        allowed = YAML_TYPES.get(hints[key], (object,))
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        if not fits(hints[key], value):
             raise SoftPromptError(f"{where}: {key} must be {hints[key]}, got {type(value).__name__} {value!r}")
     return {k: float(v) if hints[k] == "float" else v for k, v in values.items()}
 
@@ -107,8 +112,7 @@ def check_types(config) -> None:
     """Refuse a field whose value is not of its declared scalar type (an int is a fine float; a bool is no number)."""
     for name, hint in typing.get_type_hints(type(config)).items():
         value = getattr(config, name, None)
-        allowed = {float: (int, float), int: (int,), str: (str,), bool: (bool,), dict: (dict,)}.get(hint)
-        if allowed and (not isinstance(value, allowed) or (hint is not bool and isinstance(value, bool))):
+        if not fits(getattr(hint, "__name__", ""), value):
             raise SoftPromptError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from softprompt.methods import build_method
 from softprompt.models import _smollm2_folder, load_model
 from softprompt.tasks import Example, Task
 
@@ -57,3 +58,18 @@ def reviews_file(tmp_path):
     labels = ["negative", "positive"]
     path.write_text("".join(json.dumps({"text": t, "label": labels[l]}) + "\n" for t, l in REVIEWS))
     return path
+
+
+@pytest.fixture
+def trained_like(tiny_base, tiny_task):
+    """A method on the tiny model as if trained: initialised from the task, every parameter nudged off its start
+    (DePT's zero-initialised update must matter too). Seeded: the same name gives the same method."""
+    def make(name: str):
+        torch.manual_seed(0)
+        method = build_method(name, tiny_base)
+        method.initialize(tiny_base, tiny_task)
+        with torch.no_grad():
+            for parameter in method.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+        return method.eval()
+    return make

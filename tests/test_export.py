@@ -8,7 +8,7 @@ import torch
 from softprompt.api import TunedPrompt
 from softprompt.engine import make_inputs
 from softprompt.errors import SoftPromptError
-from softprompt.methods import METHODS, build_method
+from softprompt.methods import METHODS
 from softprompt.prompt import prompted_forward
 from softprompt.serve.export import prompt_embeds
 
@@ -17,14 +17,9 @@ INSIDE_THE_LAYERS = {"prefix-tuning", "capt"}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_prompt_embeds_equal_the_first_layers_input(name, tiny_base, tiny_task):
-    torch.manual_seed(0)
-    method = build_method(name, tiny_base)
-    method.initialize(tiny_base, tiny_task)
-    with torch.no_grad():
-        for parameter in method.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-    prompt = TunedPrompt(tiny_base, method.eval(), {})
+def test_prompt_embeds_equal_the_first_layers_input(name, tiny_base, trained_like):
+    method = trained_like(name)
+    prompt = TunedPrompt(tiny_base, method, {})
     if name in INSIDE_THE_LAYERS:
         with pytest.raises(SoftPromptError, match="inside the model's layers"):
             prompt_embeds(prompt, TEXT)

@@ -15,24 +15,14 @@ from softprompt.prompt import prompted_forward
 PER_INSTANCE = {"capt", "lopa", "idpg", "pt-moe"}
 
 
-def trained_like(name, base, task):
-    torch.manual_seed(0)
-    method = build_method(name, base)
-    method.initialize(base, task)
-    with torch.no_grad():
-        for parameter in method.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)  # DePT's zero-initialised update must matter too
-    return method.eval()
-
-
 def test_exactly_the_task_level_methods_declare_a_shared_prefix(tiny_base):
     declared = {name for name in METHODS if build_method(name, tiny_base).shared_prefix() is not None}
     assert declared == set(METHODS) - PER_INSTANCE
 
 
 @pytest.mark.parametrize("name", sorted(set(METHODS) - PER_INSTANCE))
-def test_cached_prefix_gives_the_same_logits_and_tokens(name, tiny_base, tiny_task):
-    method = trained_like(name, tiny_base, tiny_task)
+def test_cached_prefix_gives_the_same_logits_and_tokens(name, tiny_base, tiny_task, trained_like):
+    method = trained_like(name)
     contexts = [e.context for e in encode(tiny_base, tiny_task.train[:5], 128)]
     cache = PrefixCache()
     with torch.no_grad():
@@ -47,15 +37,15 @@ def test_cached_prefix_gives_the_same_logits_and_tokens(name, tiny_base, tiny_ta
     assert generate_ids(tiny_base, prompt_fn, contexts, 6) == generate_ids(tiny_base, method, contexts, 6)
 
 
-def test_the_cache_is_bypassed_under_autograd(tiny_base, tiny_task):
-    method = trained_like("prompt-tuning", tiny_base, tiny_task)
+def test_the_cache_is_bypassed_under_autograd(tiny_base, tiny_task, trained_like):
+    method = trained_like("prompt-tuning")
     inputs = make_inputs(tiny_base, [encode(tiny_base, tiny_task.train[:1], 128)[0].context])
     cache = PrefixCache()
     assert inference_prompt(tiny_base, method, inputs, cache).embeds is not None and len(cache) == 0
 
 
-def test_the_cache_keeps_the_most_recent_prompts_and_follows_updates(tiny_base, tiny_task):
-    methods = [trained_like("prompt-tuning", tiny_base, tiny_task) for _ in range(3)]
+def test_the_cache_keeps_the_most_recent_prompts_and_follows_updates(tiny_base, trained_like):
+    methods = [trained_like("prompt-tuning") for _ in range(3)]
     cache = PrefixCache(max_entries=2)
     for method in methods:
         cache.key_values(tiny_base, method)
