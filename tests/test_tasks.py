@@ -70,3 +70,11 @@ def test_non_utf8_file_is_refused(tmp_path):
     path.write_bytes(b'{"text": "caf\xe9", "label": "x"}\n')
     with pytest.raises(SoftPromptError, match="not UTF-8"):
         load_task(str(path))
+
+
+def test_several_tasks_combine_and_a_repeated_one_is_refused():
+    combined = load_task("cb,copa")
+    assert [t.name for t in combined.subtasks()] == ["cb", "copa"]
+    assert len(combined.train) == 36 + 60 and len(combined.test) == 20 + 40
+    with pytest.raises(SoftPromptError, match="a task is listed twice in cb,cb"):
+        load_task("cb,cb")
