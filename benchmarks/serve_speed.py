@@ -28,8 +28,8 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -126,41 +126,46 @@ def mixed_throughput(base, prompts, encoded, args, report):
            f"throughput ratio mixed / single = {totals['single'] / totals['mixed']:.3f}   (target >= 0.9)")
 
 
-def serve_in_thread(app, port: int):
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, server.servers[0].sockets[0].getsockname()[1]  # the real port when asked for 0
-
-
-async def load_run(url: str, names: list[str], texts: list[str], clients: int, requests: int) -> dict:
+async def drive(url: str, names: list[str], texts: list[str], clients: int, kinds: list[str], new_tokens: int,
+                requests: int | None = None, duration: float = 0.0) -> dict:
+    """`clients` concurrent loops; each sends `requests` requests (or, without it, loops until `duration`
+    seconds have passed, at least one request each), cycling through the prompts, the texts and `kinds`
+    ("classify", "completions" with `new_tokens` tokens). A request started before the end is waited for."""
     import httpx2
 
-    latencies, failures = [], 0
+    latencies, failures, counts, produced = [], [], dict.fromkeys(kinds, 0), 0
+    end = time.perf_counter() + duration
+
+    def more(i: int) -> bool:
+        return i < requests if requests is not None else i == 0 or time.perf_counter() < end
 
     async def client(index: int, http):
-        nonlocal failures
-        for i in range(requests):
-            name = names[(index + i) % len(names)]
-            body = {"model": name, "input": texts[(index * requests + i) % len(texts)]}
+        nonlocal produced
+        i = 0
+        while more(i):
+            name, text = names[(index + i) % len(names)], texts[(index * 7 + i) % len(texts)]
+            kind = kinds[(index + i) % len(kinds)]
+            body = ({"model": name, "input": text} if kind == "classify"
+                    else {"model": name, "prompt": text, "max_tokens": new_tokens})
             start = time.perf_counter()
             try:
-                answer = await http.post(f"{url}/v1/classify", json=body)
-                failures += answer.status_code != 200
-            except httpx2.HTTPError:
-                failures += 1
+                answer = await http.post(f"{url}/v1/{kind}", json=body)
+                if answer.status_code != 200:
+                    failures.append(f"{kind} {answer.status_code} {answer.text[:200]}")
+                elif kind == "completions":
+                    produced += answer.json()["usage"]["completion_tokens"]
+            except httpx2.HTTPError as error:
+                failures.append(f"{kind} {type(error).__name__} {error}")
             latencies.append(time.perf_counter() - start)
+            counts[kind] += 1
+            i += 1
 
     async with httpx2.AsyncClient(timeout=600, limits=httpx2.Limits(max_connections=clients)) as http:
         start = time.perf_counter()
         await asyncio.gather(*(client(c, http) for c in range(clients)))
         elapsed = time.perf_counter() - start
     return {"requests": len(latencies), "failed": failures, "seconds": elapsed, "throughput": len(latencies) / elapsed,
-            **percentiles(latencies)}
+            "counts": counts, "new_tokens": produced, **percentiles(latencies)}
 
 
 def save_prompts(prompts: list[TunedPrompt], folder) -> list[str]:
@@ -179,27 +184,6 @@ def percentiles(latencies: list[float]) -> dict:
     return {"p50": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]}
 
 
-def load_test(base, prompts, task, args, report):
-    from softprompt.serve.app import create_app
-
-    with tempfile.TemporaryDirectory() as folder:
-        names = save_prompts(prompts, folder)
-        texts = [e.prompt for e in task.test]
-        results = {}
-        for label, batch_size, requests in (("batched", args.max_batch_size, args.requests), ("one-at-a-time", 1, args.unbatched_requests)):
-            app = create_app(base, folder, max_batch_size=batch_size, max_wait_ms=args.max_wait_ms, request_timeout_s=600)
-            server, thread, port = serve_in_thread(app, args.port)
-            results[label] = asyncio.run(load_run(f"http://127.0.0.1:{port}", names, texts, args.clients, requests))
-            server.should_exit = True
-            thread.join()
-            r = results[label]
-            report(f"(d) {label} (max batch {batch_size}): {args.clients} clients x {requests} /v1/classify requests over "
-                   f"{len(names)} prompts: {r['failed']} failed of {r['requests']}, p50 {1000 * r['p50']:.0f} ms, "
-                   f"p99 {1000 * r['p99']:.0f} ms, {r['throughput']:.1f} requests/s")
-        ratio = results["batched"]["throughput"] / results["one-at-a-time"]["throughput"]
-        report(f"    batched / one-at-a-time throughput = {ratio:.2f}   (target >= 3)")
-
-
 def rss_kib(pid: int) -> int:
     """Resident memory of a process, from /proc (Linux), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -216,84 +200,87 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def soak_run(url: str, names: list[str], texts: list[str], clients: int, duration: float, new_tokens: int) -> dict:
-    """`clients` loops that each send /v1/classify and /v1/completions requests in turn (prompts and texts
-    rotating) until `duration` seconds have passed; a request started before the end is waited for."""
-    import httpx2
-
-    latencies, failures, kinds = [], [], {"classify": 0, "completions": 0}
-    end = time.perf_counter() + duration
-
-    async def client(index: int, http):
-        i = 0
-        while i == 0 or time.perf_counter() < end:  # at least one request each
-            name, text = names[(index + i) % len(names)], texts[(index * 7 + i) % len(texts)]
-            kind = "classify" if (index + i) % 2 == 0 else "completions"
-            body = ({"model": name, "input": text} if kind == "classify"
-                    else {"model": name, "prompt": text, "max_tokens": new_tokens})
-            start = time.perf_counter()
-            try:
-                answer = await http.post(f"{url}/v1/{kind}", json=body)
-                if answer.status_code != 200:
-                    failures.append(f"{kind} {answer.status_code} {answer.text[:200]}")
-            except httpx2.HTTPError as error:
-                failures.append(f"{kind} {type(error).__name__} {error}")
-            latencies.append(time.perf_counter() - start)
-            kinds[kind] += 1
-            i += 1
-
-    async with httpx2.AsyncClient(timeout=600, limits=httpx2.Limits(max_connections=clients)) as http:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(c, http) for c in range(clients)))
-        elapsed = time.perf_counter() - start
-    return {"requests": len(latencies), "failed": failures, "seconds": elapsed, "kinds": kinds, **percentiles(latencies)}
-
-
-def soak_test(prompts, task, args, report):
-    """(f) The real server in its own process (`softprompt serve`), loaded for a bounded time; its resident
-    memory read from /proc after a warm-up and again after the run."""
+@contextmanager
+def server_process(folder, args, max_batch_size: int, timeout_s: int):
+    """`softprompt serve` in its own process, so the clients in this one never hold its interpreter;
+    yields (url, pid) once /health answers, and stops the server on the way out."""
     import subprocess
 
     import httpx2
 
+    port = args.port or free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", "import sys; from softprompt.cli import main; sys.exit(main())", "serve",
+               "--prompts-dir", str(folder), "--model", args.model, "--port", str(port),
+               "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
+               "--request-timeout", str(timeout_s)]
+    server = subprocess.Popen(command, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):  # up to 10 minutes for the model to load on a busy machine
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited with status {server.returncode} before answering")
+            try:
+                if httpx2.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("the server did not answer /health within 10 minutes")
+        yield url, server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def describe(result: dict) -> str:
+    made = f", {result['new_tokens']} tokens generated" if result["new_tokens"] else ""
+    return (f"{len(result['failed'])} failed of {result['requests']}{made}, p50 {1000 * result['p50']:.0f} ms, "
+            f"p99 {1000 * result['p99']:.0f} ms, {result['throughput']:.2f} requests/s")
+
+
+def load_test(prompts, task, args, report):
+    """(d) For each workload: the same clients against a batching server and a one-at-a-time server
+    (--max-batch-size 1), each server warmed up by one request per client first."""
     with tempfile.TemporaryDirectory() as folder:
-        names = save_prompts(prompts, folder)
-        texts = [e.prompt for e in task.test]
-        port = args.port or free_port()
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
-        command = [sys.executable, "-c", "import sys; from softprompt.cli import main; sys.exit(main())", "serve",
-                   "--prompts-dir", folder, "--model", args.model, "--port", str(port),
-                   "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
-                   "--request-timeout", "60"]
-        server = subprocess.Popen(command, env=env, cwd=ROOT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(1200):  # up to 10 minutes for the model to load on a busy machine
-                if server.poll() is not None:
-                    raise RuntimeError(f"the server exited with status {server.returncode} before answering")
-                try:
-                    if httpx2.get(f"{url}/health", timeout=5).status_code == 200:
-                        break
-                except httpx2.HTTPError:
-                    pass
-                time.sleep(0.5)
-            else:
-                raise RuntimeError("the server did not answer /health within 10 minutes")
-            warm = asyncio.run(soak_run(url, names, texts, args.clients, 0.0, args.new_tokens))  # one each: full batches
-            before = rss_kib(server.pid)
-            result = asyncio.run(soak_run(url, names, texts, args.clients, args.duration, args.new_tokens))
-            after = rss_kib(server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+        names, texts = save_prompts(prompts, folder), [e.prompt for e in task.test]
+        for workload in args.workloads.split(","):
+            kinds = ["classify", "completions"] if workload == "mixed" else [workload]
+            what = f"/v1/{workload}" + (f" ({args.new_tokens} new tokens)" if workload != "classify" else "")
+            throughput = {}
+            for label, batch_size, requests in (("batched", args.max_batch_size, args.requests),
+                                                ("one-at-a-time", 1, args.unbatched_requests)):
+                with server_process(folder, args, batch_size, timeout_s=600) as (url, _):
+                    asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, requests=1))
+                    result = asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, requests=requests))
+                throughput[label] = result["throughput"]
+                report(f"(d) {what}, {label} (max batch {batch_size}): {args.clients} clients x {requests} requests over "
+                       f"{len(names)} prompts: {describe(result)}")
+                for failure in result["failed"][:5]:
+                    report(f"    failed: {failure}")
+            report(f"    {workload}: batched / one-at-a-time throughput = "
+                   f"{throughput['batched'] / throughput['one-at-a-time']:.2f}   (target >= 3)")
+
+
+def soak_test(prompts, task, args, report):
+    """(f) The server loaded for a bounded time; its resident memory read from /proc after a warm-up and
+    again after the run."""
+    with tempfile.TemporaryDirectory() as folder:
+        names, texts = save_prompts(prompts, folder), [e.prompt for e in task.test]
+        kinds = ["classify", "completions"]
+        with server_process(folder, args, args.max_batch_size, timeout_s=60) as (url, pid):
+            warm = asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, requests=1))  # full batches
+            before = rss_kib(pid)
+            result = asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, duration=args.duration))
+            after = rss_kib(pid)
     growth = 100 * (after - before) / before
     report(f"(f) soak: the server in its own process (max batch {args.max_batch_size}, request timeout 60 s), "
            f"{args.clients} clients looping for {args.duration:g} s over {len(names)} prompts, alternating /v1/classify "
            f"and /v1/completions ({args.new_tokens} new tokens), after a warm-up of one request per client "
            f"({warm['requests']}, {len(warm['failed'])} failed)")
-    report(f"    {result['requests']} requests ({result['kinds']['classify']} classify, {result['kinds']['completions']} completions) "
-           f"in {result['seconds']:.1f} s: {len(result['failed'])} failed, p50 {1000 * result['p50']:.0f} ms, "
-           f"p99 {1000 * result['p99']:.0f} ms, {result['requests'] / result['seconds']:.2f} requests/s   (target: 0 failed)")
+    report(f"    {result['requests']} requests ({result['counts']['classify']} classify, {result['counts']['completions']} "
+           f"completions) in {result['seconds']:.1f} s: {describe(result)}   (target: 0 failed)")
     for failure in result["failed"][:5]:
         report(f"    failed: {failure}")
     report(f"    server RSS after warm-up {before / 1024:.1f} MiB, after the run {after / 1024:.1f} MiB: "
@@ -345,6 +332,8 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=200, help="per client, batched server")
     parser.add_argument("--unbatched-requests", type=int, default=10, help="per client, one-at-a-time server (a rate: fewer suffice)")
+    parser.add_argument("--workloads", default="completions,classify",
+                        help="(d) load runs, comma-separated: completions, classify, or mixed (the two alternating)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
@@ -374,7 +363,7 @@ def main(argv=None):
     if "e" in args.parts:
         evaluation(base, prompts[0], peft, task, args, report)
     if "d" in args.parts:
-        load_test(base, prompts, task, args, report)
+        load_test(prompts, task, args, report)
     if "f" in args.parts:
         soak_test(prompts, task, args, report)
     if args.out:
