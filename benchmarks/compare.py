@@ -36,6 +36,7 @@ from softprompt.plots import plt  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
 
 ZERO_SHOT, LORA = "zero-shot", "lora"
+JOINT = {"multitask-prompt-tuning"}  # trained on all the run's tasks at once: one run fills a cell per task
 TASKS = ["sst2", "rte", "mrpc", "boolq"]
 
 
@@ -48,14 +49,19 @@ def versions() -> dict:
             "peft": peft.__version__, "python": platform.python_version()}
 
 
-def run_method(method: str, task: str, seed: int, args) -> dict:
+def run_method(method: str, tasks: list[str], seed: int, args) -> dict[str, dict]:
+    """Train `method` on the tasks at once (one task for all but JOINT methods); each task's test result.
+    A joint run gets `steps` per task, so each task sees as many of its own batches as a single-task run."""
     with tempfile.TemporaryDirectory() as folder:
-        config = softprompt.TrainConfig(task=task, method=method, seed=seed, max_steps=args.steps, batch_size=args.batch_size,
-                                        max_length=args.max_length, output_dir=folder, zero_shot=False, checkpoint_every=10**9,
+        config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, max_steps=args.steps * len(tasks),
+                                        batch_size=args.batch_size, max_length=args.max_length, output_dir=folder,
+                                        zero_shot=False, checkpoint_every=10**9,
                                         dev_size=0)  # every method trains on the whole train carve and keeps its last prompt
         result = softprompt.train(config, base=args.base)
-    return {"accuracy": result.metrics["accuracy"], "trainable_parameters": result.metrics["trainable_parameters"],
-            "seconds_per_step": result.metrics.get("seconds_per_step"), "steps": result.metrics["steps"]}
+    joint = {"joint_tasks": tasks} if len(tasks) > 1 else {}
+    return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint,  # prompts come in the order of the tasks
+                   **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps")}}
+            for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
 
 
 def run_lora(task_name: str, seed: int, args) -> dict:
@@ -92,34 +98,42 @@ def run_lora(task_name: str, seed: int, args) -> dict:
             "seconds_per_step": statistics.median(times), "steps": step}
 
 
-def run_cell(method: str, task: str, seed: int, args) -> dict:
+def run_cells(method: str, tasks: list[str], seed: int, args) -> dict[str, dict]:
+    """One run: the results of the cells (method, task, seed) for each task (several only for JOINT methods)."""
     if method == ZERO_SHOT:
-        return {"accuracy": zero_shot(args.base, load_task(task), max_length=args.max_length)["accuracy"],
-                "trainable_parameters": 0, "seconds_per_step": None, "steps": 0}
+        return {tasks[0]: {"accuracy": zero_shot(args.base, load_task(tasks[0]), max_length=args.max_length)["accuracy"],
+                           "trainable_parameters": 0, "seconds_per_step": None, "steps": 0}}
     if method == LORA:
-        return run_lora(task, seed, args)
-    return run_method(method, task, seed, args)
+        return {tasks[0]: run_lora(tasks[0], seed, args)}
+    return run_method(method, tasks, seed, args)
 
 
 def cell_path(results: Path, method: str, task: str, seed: int) -> Path:
     return results / Path(task).stem / method / f"seed{seed}.json"
 
 
+def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> list[tuple[str, list[str], int]]:
+    """(method, tasks, seed) of each run whose cells are not all there; a JOINT method's run covers every task."""
+    runs = [(m, [t], s) for t in tasks for m in methods if m not in JOINT for s in (seeds if m != ZERO_SHOT else [0])]
+    runs += [(m, tasks, s) for m in methods if m in JOINT for s in seeds]
+    return [run for run in runs if not all(cell_path(args.results, run[0], t, run[2]).exists() for t in run[1])]
+
+
 def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
-    cells = [(t, m, s) for t in tasks for m in methods for s in (seeds if m != ZERO_SHOT else [0])]
-    todo = [c for c in cells if not cell_path(args.results, c[1], *c[::2]).exists()]
-    print(f"{len(cells) - len(todo)} of {len(cells)} cells done; running {len(todo)}", flush=True)
-    for task, method, seed in todo:
-        print(f"--- {method} on {task}, seed {seed}", flush=True)
+    todo = runs_to_do(args, methods, tasks, seeds)
+    print(f"{len(todo)} runs to do", flush=True)
+    for method, run_tasks, seed in todo:
+        print(f"--- {method} on {','.join(run_tasks)}, seed {seed}", flush=True)
         start = time.time()
-        result = run_cell(method, task, seed, args)
-        record = {"method": method, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
-                  "split": load_task(task).split_note, "budget": {"steps": args.steps, "batch_size": args.batch_size,
-                  "max_length": args.max_length}, "command": args.command, **versions()}
-        path = cell_path(args.results, method, task, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(record, indent=2))
-        print(f"    accuracy {record['accuracy']:.3f}", flush=True)
+        results = run_cells(method, run_tasks, seed, args)
+        for task, result in results.items():
+            record = {"method": method, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
+                      "split": load_task(task).split_note, "budget": {"steps": args.steps, "batch_size": args.batch_size,
+                      "max_length": args.max_length}, "command": args.command, **versions()}
+            path = cell_path(args.results, method, task, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps(record, indent=2))
+            print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
 
 
 def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
@@ -153,6 +167,9 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
             speed = f"{statistics.median(timed):.2f}" if timed else speed
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
+    joint = {(r["method"], ",".join(Path(t).stem for t in r["joint_tasks"])) for runs in cells.values() for r in runs if "joint_tasks" in r}
+    lines += [f"\n{method}: one run per seed trains on {tasks} at once, for {args.steps} steps per task; its cells are "
+              "that run's per-task test accuracies." for method, tasks in sorted(joint)]
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
     lines += ["", "Splits:", *[f"- {s}" for s in splits], "", "![accuracy by method and task](results.png)", ""]
     args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,22 @@ def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
 
     rerun = compare(*common, "--methods", "prompt-tuning", "--seeds", "0")
-    assert "1 of 1 cells done; running 0" in rerun.stdout
+    assert "0 runs to do" in rerun.stdout
+
+
+def test_compare_trains_multitask_prompt_tuning_once_for_all_tasks(tmp_path, tiny_model_dir, reviews_file):
+    """A joint method's run trains on every task at once (steps per task x tasks) and fills one cell per task."""
+    critics = tmp_path / "critics.jsonl"
+    critics.write_text(reviews_file.read_text())
+    run = compare("--model", str(tiny_model_dir), "--tasks", f"{reviews_file},{critics}", "--steps", "2", "--batch-size", "4",
+                  "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md"),
+                  "--methods", "multitask-prompt-tuning", "--seeds", "0")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("--- multitask-prompt-tuning on") == 1
+    cells = [json.loads((tmp_path / "cells" / task / "multitask-prompt-tuning" / "seed0.json").read_text()) for task in ("reviews", "critics")]
+    assert [cell["task"] for cell in cells] == [str(reviews_file), str(critics)]
+    assert all(cell["steps"] == 4 and cell["joint_tasks"] == [str(reviews_file), str(critics)] for cell in cells)
+    assert "multitask-prompt-tuning: one run per seed" in (tmp_path / "results.md").read_text()
 
 
 def test_serve_speed_smoke_run(tmp_path, tiny_model_dir):
