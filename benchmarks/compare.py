@@ -38,6 +38,12 @@ from softprompt.tasks import load_task  # noqa: E402
 ZERO_SHOT, LORA = "zero-shot", "lora"
 JOINT = {"multitask-prompt-tuning"}  # trained on all the run's tasks at once: one run fills a cell per task
 TASKS = ["sst2", "rte", "mrpc", "boolq"]
+CLAIMS = [  # (the claim, method, baseline, on how many tasks it must hold: None = every task)
+    ("LoPA >= prompt tuning (same m)", "lopa", "prompt-tuning", 3),
+    ("CaPT (one vector per layer) >= prompt tuning (20 tokens)", "capt", "prompt-tuning", 3),
+    ("PT-MoE >= prompt tuning", "pt-moe", "prompt-tuning", None),
+]
+MUST_BEAT_ZERO_SHOT = ["sst2", "boolq"]
 
 
 def versions() -> dict:
@@ -167,6 +173,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
             speed = f"{statistics.median(timed):.2f}" if timed else speed
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
+    lines += ["", *claim_lines(cells, methods, tasks, len(seeds))]
     joint = {(r["method"], ",".join(Path(t).stem for t in r["joint_tasks"])) for runs in cells.values() for r in runs if "joint_tasks" in r}
     lines += [f"\n{method}: one run per seed trains on {tasks} at once, for {args.steps} steps per task; its cells are "
               "that run's per-task test accuracies." for method, tasks in sorted(joint)]
@@ -176,6 +183,41 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     write_text_atomic(args.report, "\n".join(lines))
     chart(cells, methods, tasks, args.report.with_suffix(".png"))
     print(f"wrote {args.report}")
+
+
+def mean_accuracy(cells: dict, method: str, task: str) -> float | None:
+    runs = cells.get((method, task))
+    return 100 * statistics.mean(r["accuracy"] for r in runs) if runs else None
+
+
+def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: int) -> list[str]:
+    """The issue's claims, judged from the cells present: a claim holds once it has held on enough tasks,
+    fails once too few tasks are left for it to hold, and is open otherwise."""
+    lines = ["## The claims, judged on the cells present", "",
+             "Means over the seeds present (the n/N above): a verdict reached on fewer seeds than the grid's can change.", ""]
+    for claim, method, baseline, needed in CLAIMS:
+        needed = min(needed or len(tasks), len(tasks))
+        measured = [(t, mean_accuracy(cells, method, t), mean_accuracy(cells, baseline, t)) for t in tasks]
+        measured = [(t, ours, theirs) for t, ours, theirs in measured if ours is not None and theirs is not None]
+        held = sum(ours >= theirs for _, ours, theirs in measured)
+        verdict = ("holds" if held >= needed else "does not hold" if held + len(tasks) - len(measured) < needed else "open")
+        detail = "; ".join(f"{t} {ours:.1f} vs {theirs:.1f}" for t, ours, theirs in measured) or "no task measured"
+        seeds = min((len(cells[(m, t)]) for t, *_ in measured for m in (method, baseline)), default=0)
+        lines.append(f"- {claim}, needed on {needed} of {len(tasks)} tasks: held on {held} of {len(measured)} measured "
+                     f"({detail}): **{verdict}**" + (f" (on {seeds} of {grid_seeds} seeds)" if seeds < grid_seeds else ""))
+    for task in [t for t in MUST_BEAT_ZERO_SHOT if t in tasks]:
+        floor = mean_accuracy(cells, ZERO_SHOT, task)
+        scores = {m: mean_accuracy(cells, m, task) for m in methods if m != ZERO_SHOT}
+        if floor is None:
+            lines.append(f"- every method beats zero-shot on {task}: no zero-shot cell yet: **open**")
+            continue
+        below = [f"{m} {v:.1f}" for m, v in scores.items() if v is not None and v <= floor]
+        missing = [m for m, v in scores.items() if v is None]
+        verdict = "does not hold" if below else "open" if missing else "holds"
+        lines.append(f"- every method beats zero-shot ({floor:.1f}) on {task}: {sum(v is not None for v in scores.values()) - len(below)} "
+                     f"of {len(scores)} do" + (f"; not: {', '.join(below)}" if below else "")
+                     + (f"; no cell yet: {', '.join(missing)}" if missing else "") + f": **{verdict}**")
+    return lines
 
 
 def chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> None:

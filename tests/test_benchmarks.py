@@ -2,6 +2,7 @@
 and the report marks what is missing."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -75,3 +76,23 @@ def test_serve_speed_soak_part_runs_the_server_process_and_reads_its_memory(tmp_
     report = out.read_text()
     assert "(f) soak" in report and "server RSS after warm-up" in report
     assert re.search(r": 0 failed of \d+, \d+ tokens generated, p50", report)
+
+
+def test_claims_are_judged_from_the_cells_present():
+    """A claim holds, fails or stays open depending on the tasks measured; zero-shot floors name the losers."""
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
+    compare_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_module)
+    scores = {("prompt-tuning", "sst2"): [0.80, 0.82], ("lopa", "sst2"): [0.85], ("capt", "sst2"): [0.70],
+              ("prompt-tuning", "rte"): [0.60], ("lopa", "rte"): [0.61], ("capt", "rte"): [0.50],
+              ("prompt-tuning", "mrpc"): [0.70], ("lopa", "mrpc"): [0.70], ("pt-moe", "sst2"): [0.90], ("zero-shot", "sst2"): [0.75]}
+    cells = {key: [{"accuracy": a} for a in values] for key, values in scores.items()}
+    lines = compare_module.claim_lines(cells, ["zero-shot", "prompt-tuning", "lopa", "capt", "pt-moe", "lora"], ["sst2", "rte", "mrpc", "boolq"], 2)
+    claims = {line.split(",")[0][2:]: line for line in lines if line.startswith("- ")}
+    assert "held on 3 of 3 measured (sst2 85.0 vs 81.0; rte 61.0 vs 60.0; mrpc 70.0 vs 70.0): **holds**" in claims["LoPA >= prompt tuning (same m)"]
+    assert "held on 0 of 2 measured" in claims["CaPT (one vector per layer) >= prompt tuning (20 tokens)"]
+    assert claims["CaPT (one vector per layer) >= prompt tuning (20 tokens)"].endswith("**does not hold** (on 1 of 2 seeds)")  # 2 tasks left < 3
+    assert "needed on 4 of 4 tasks: held on 1 of 1 measured" in claims["PT-MoE >= prompt tuning"]
+    assert claims["PT-MoE >= prompt tuning"].endswith("**open** (on 1 of 2 seeds)")
+    floor = next(line for line in lines if "zero-shot (75.0) on sst2" in line)
+    assert "3 of 5 do; not: capt 70.0; no cell yet: lora" in floor and floor.endswith("**does not hold**")
