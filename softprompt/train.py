@@ -34,6 +34,7 @@ from .files import read_checkpoint, write_checkpoint, write_text_atomic
 from .methods import PromptMethod, build_method
 from .models import DEFAULT_MODEL, FrozenModel, load_model
 from .plots import plot_curves
+from .prefix_cache import inference_prompt
 from .tasks import FileTaskOptions, Task, load_task, seeded_carve
 
 CHECKPOINT = "checkpoint.pt"
@@ -256,11 +257,12 @@ class Trainer:
 
     def _task_dev_score(self, part: TaskData) -> float:
         self.method.eval()
-        if part.dev_set[0].label is not None:
-            score = accuracy(self.base, part.prompt, part.dev_set, part.task, self.config.eval_batch_size, part.dev_features)
-        else:  # generation: lower dev loss is better; generating the dev set every epoch costs too much
-            with torch.no_grad():
-                score = -lm_loss(self.base, part.prompt, part.dev_set, part.dev_features)[0].item()
+        prompt_fn = functools.partial(inference_prompt, self.base, part.prompt)  # a task-level prefix: its cached keys/values
+        with torch.no_grad():
+            if part.dev_set[0].label is not None:
+                score = accuracy(self.base, prompt_fn, part.dev_set, part.task, self.config.eval_batch_size, part.dev_features)
+            else:  # generation: lower dev loss is better; generating the dev set every epoch costs too much
+                score = -lm_loss(self.base, prompt_fn, part.dev_set, part.dev_features)[0].item()
         self.method.train()
         return score
 

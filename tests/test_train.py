@@ -29,6 +29,22 @@ def test_training_writes_prompt_log_plot_and_reports_both_numbers(tmp_path, tiny
     assert result.metrics["trainable_parameters"] == 4 * tiny_base.hidden_size
 
 
+def test_dev_scoring_reads_the_cached_prefix_outside_autograd(tmp_path, tiny_base, reviews_file, monkeypatch):
+    """The dev score computes the prompt's keys/values once, without a graph, and equals uncached scoring."""
+    from softprompt import prefix_cache
+    from softprompt.engine import accuracy
+
+    computed, real = [], prefix_cache.prefix_key_values
+    monkeypatch.setattr(prefix_cache, "prefix_key_values", lambda base, prefix: computed.append(torch.is_grad_enabled()) or real(base, prefix))
+    trainer = Trainer(config(tmp_path, reviews_file, dev_size=4), base=tiny_base)
+    part = trainer.parts[0]
+    scores = [trainer._task_dev_score(part) for _ in range(2)]
+    assert computed == [False]  # once for both scorings: the parameters did not change in between
+    with torch.no_grad():
+        uncached = accuracy(tiny_base, part.prompt, part.dev_set, part.task, 8, part.dev_features)
+    assert scores == [uncached, uncached]
+
+
 def test_same_seed_same_prompt(tmp_path, tiny_base, reviews_file):
     first = train(config(tmp_path / "a", reviews_file, zero_shot=False), base=tiny_base).prompt.method.embeddings
     second = train(config(tmp_path / "b", reviews_file, zero_shot=False), base=tiny_base).prompt.method.embeddings
