@@ -34,12 +34,15 @@ class PrefixCache:
         entry = self._entries.get(self._key(method))
         return entry is not None and entry[0]() is method
 
-    def key_values(self, base: FrozenModel, method) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def key_values(self, base: FrozenModel, method) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """The method's shared prefix as per-layer keys/values; None (also remembered) when its prompt depends
+        on the input, so that shared_prefix() is asked once per parameter state, not once per batch."""
         key = self._key(method)
         entry = self._entries.get(key)
         if entry is None or entry[0]() is not method:  # the weak reference rules out a reused id()
             with torch.no_grad():
-                entry = (weakref.ref(method), prefix_key_values(base, method.shared_prefix()))
+                shared = method.shared_prefix()
+                entry = (weakref.ref(method), prefix_key_values(base, shared) if shared is not None else None)
             self._entries[key] = entry
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -54,8 +57,9 @@ def inference_prompt(base: FrozenModel, method, inputs: PromptInputs, cache: Pre
     """`method(inputs)` for inference: outside autograd, a task-level prefix is replaced by its cached
     keys/values (what stays per input, such as DePT's input_delta, is kept)."""
     prompt = method(inputs)
-    if torch.is_grad_enabled() or method.shared_prefix() is None:
+    cached = None if torch.is_grad_enabled() else cache.key_values(base, method)
+    if cached is None:
         return prompt
     batch = inputs.batch_size
-    key_values = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in cache.key_values(base, method)]
+    key_values = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in cached]
     return replace(prompt, embeds=None, key_values=key_values)

@@ -56,3 +56,15 @@ def test_the_cache_keeps_the_most_recent_prompts_and_follows_updates(tiny_base, 
     assert methods[1] not in cache
     assert not torch.equal(cache.key_values(tiny_base, methods[1])[0][0], first)
     assert len(cache) == 2
+
+
+def test_an_input_dependent_prompt_passes_through_and_is_asked_once_per_state(tiny_base, tiny_task, trained_like, monkeypatch):
+    """CaPT has no shared prefix: its prompt is served as computed, and shared_prefix() is not re-asked every batch."""
+    method, asked = trained_like("capt"), []
+    real = method.shared_prefix
+    monkeypatch.setattr(method, "shared_prefix", lambda: asked.append(1) or real())
+    inputs = make_inputs(tiny_base, [e.context for e in encode(tiny_base, tiny_task.train[:3], 128)])
+    cache = PrefixCache()
+    with torch.no_grad():
+        prompts = [inference_prompt(tiny_base, method, inputs, cache) for _ in range(3)]
+    assert asked == [1] and all(p.key_values is None and p.before_layer is not None for p in prompts)
