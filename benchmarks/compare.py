@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -147,6 +148,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     for path in args.results.glob("*/*/seed*.json"):
         record = json.loads(path.read_text())
         cells.setdefault((record["method"], Path(record["task"]).stem), []).append(record)
+    majority = [majority_share(load_task(t)) for t in tasks]
     tasks = [Path(t).stem for t in tasks]
     commands = sorted({r["command"] for runs in cells.values() for r in runs})
     lines = [f"# Method comparison on {args.model}", "",
@@ -157,7 +159,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
              "`n/N` says how many seeds of the grid ran. Missing cells are marked —. "
              "s/step is the median of one run's steps and depends on what else the machine was doing: "
              "read it as a rough size, not a speed comparison.", "",
-             "| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|"]
+             "| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|",
+             "| majority class (always the test carve's commonest answer) | " + " | ".join(majority) + " | 0 |  |"]
     for method in methods:
         row, params, speed = [], "", ""
         for task in tasks:
@@ -183,6 +186,12 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     write_text_atomic(args.report, "\n".join(lines))
     chart(cells, methods, tasks, args.report.with_suffix(".png"))
     print(f"wrote {args.report}")
+
+
+def majority_share(task) -> str:
+    """Accuracy of always answering the test carve's commonest label: the floor a classifier must clear."""
+    labels = Counter(e.label for e in task.test if e.label is not None)
+    return f"{100 * labels.most_common(1)[0][1] / labels.total():.1f}" if labels else "—"
 
 
 def mean_accuracy(cells: dict, method: str, task: str) -> float | None:

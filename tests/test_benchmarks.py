@@ -29,6 +29,7 @@ def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_
     assert again.returncode == 0, again.stderr
     report = (tmp_path / "results.md").read_text()
     assert "| prompt-tuning | " in report and "(1/2)" in report and "| capt | — (0/2)" in report
+    assert "| majority class (always the test carve's commonest answer) | 50.0 | 0 |" in report  # test carve: one positive, one negative
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
 
     rerun = compare(*common, "--methods", "prompt-tuning", "--seeds", "0")
