@@ -178,8 +178,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
     lines += ["", *claim_lines(cells, methods, tasks, len(seeds))]
     joint = {(r["method"], ",".join(Path(t).stem for t in r["joint_tasks"])) for runs in cells.values() for r in runs if "joint_tasks" in r}
-    lines += [f"\n{method}: one run per seed trains on {tasks} at once, for {args.steps} steps per task; its cells are "
-              "that run's per-task test accuracies." for method, tasks in sorted(joint)]
+    lines += [f"\n{method}: one run per seed trains on {names} at once, for {args.steps} steps per task; its cells are "
+              "that run's per-task test accuracies." for method, names in sorted(joint)]
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
     lines += ["", "Splits:", *[f"- {s}" for s in splits], "", "![accuracy by method and task](results.png)", ""]
     args.report.parent.mkdir(parents=True, exist_ok=True)

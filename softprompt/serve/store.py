@@ -59,10 +59,11 @@ class PromptStore:
 
     def _path(self, name: str) -> Path:
         """The file of prompt `name`, refusing any name that could leave the directory."""
+        path = self.directory / f"{name}{SUFFIX}"
         # The name is checked before it touches the file system: resolve() raises on a NUL byte.
-        if not NAME.fullmatch(name) or (self.directory / f"{name}{SUFFIX}").resolve().parent != self.directory:
+        if not NAME.fullmatch(name) or path.resolve().parent != self.directory:
             raise SoftPromptError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (a file name in the prompts directory)")
-        return self.directory / f"{name}{SUFFIX}"
+        return path
 
 
 @torch.no_grad()
