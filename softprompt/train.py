@@ -20,7 +20,15 @@ from transformers import get_linear_schedule_with_warmup
 from .api import TunedPrompt, evaluate_prompt
 from .cards import model_card
 from .configs import at_least, check_types, from_options, to_yaml
-from .engine import Encoded, accuracy, bucketed_batches, choice_loss, encode, lm_loss, no_prompt
+from .engine import (
+    Encoded,
+    accuracy,
+    bucketed_batches,
+    choice_loss,
+    encode,
+    lm_loss,
+    no_prompt,
+)
 from .errors import SoftPromptError, unknown_choice
 from .files import read_checkpoint, write_checkpoint, write_text_atomic
 from .methods import PromptMethod, build_method
