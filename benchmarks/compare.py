@@ -7,6 +7,10 @@ whatever cells exist, marking the missing ones. So the grid can be filled over s
     python benchmarks/compare.py                       # the full grid (many hours on 2 CPU cores)
     python benchmarks/compare.py --tasks sst2 --seeds 0 --methods prompt-tuning,capt
     python benchmarks/compare.py --report-only         # rebuild the report from existing cells
+    python benchmarks/compare.py --tasks sst2 --seeds 0 --methods capt --option learning_rate=0.03
+
+A run with --option is a variant: its cells are kept apart (e.g. capt@learning_rate=0.03/) and reported
+in their own table beside the default method on the same seeds, never mixed into the main table.
 """
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 import softprompt  # noqa: E402
 from softprompt.api import zero_shot  # noqa: E402
+from softprompt.configs import checked  # noqa: E402
 from softprompt.engine import accuracy, bucketed_batches, encode, lm_loss, no_prompt  # noqa: E402
+from softprompt.errors import SoftPromptError  # noqa: E402
 from softprompt.files import write_text_atomic  # noqa: E402
-from softprompt.methods import METHODS  # noqa: E402
+from softprompt.methods import METHODS, method_class  # noqa: E402
 from softprompt.models import FrozenModel, load_model  # noqa: E402
 from softprompt.plots import plt  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
@@ -61,6 +67,7 @@ def run_method(method: str, tasks: list[str], seed: int, args) -> dict[str, dict
     A joint run gets `steps` per task, so each task sees as many of its own batches as a single-task run."""
     with tempfile.TemporaryDirectory() as folder:
         config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, max_steps=args.steps * len(tasks),
+                                        method_options=args.options,
                                         batch_size=args.batch_size, max_length=args.max_length, output_dir=folder,
                                         zero_shot=False, checkpoint_every=10**9,
                                         dev_size=0)  # every method trains on the whole train carve and keeps its last prompt
@@ -115,29 +122,58 @@ def run_cells(method: str, tasks: list[str], seed: int, args) -> dict[str, dict]
     return run_method(method, tasks, seed, args)
 
 
-def cell_path(results: Path, method: str, task: str, seed: int) -> Path:
-    return results / Path(task).stem / method / f"seed{seed}.json"
+def variant_name(method: str, options: dict) -> str:
+    """The name a method's cells go under: the method itself, or e.g. capt@learning_rate=0.03 for a variant."""
+    return method + "".join(f"@{key}={value}" for key, value in sorted(options.items()))
+
+
+def method_options(methods: list[str], pairs: list[str]) -> dict:
+    """--option KEY=VALUE pairs as typed method options, checked against every method of the run before any runs."""
+    options = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals:
+            raise SoftPromptError(f"--option takes KEY=VALUE, got {pair!r}")
+        options[key] = parse_value(value)
+    if options and {ZERO_SHOT, LORA} & set(methods):
+        raise SoftPromptError("--option applies to soft-prompt methods only (LoRA's learning rate is --lora-lr)")
+    for method in methods if options else []:
+        options = checked(method_class(method).config_class, options, f"--option for {method}")  # ints become floats where due
+    return options
+
+
+def parse_value(text: str):
+    """A number or boolean as JSON reads it (3e-2, 20, true), anything else as the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def cell_path(results: Path, method: str, task: str, seed: int, options: dict | None = None) -> Path:
+    return results / Path(task).stem / variant_name(method, options or {}) / f"seed{seed}.json"
 
 
 def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> list[tuple[str, list[str], int]]:
     """(method, tasks, seed) of each run whose cells are not all there; a JOINT method's run covers every task."""
     runs = [(m, [t], s) for t in tasks for m in methods if m not in JOINT for s in (seeds if m != ZERO_SHOT else [0])]
     runs += [(m, tasks, s) for m in methods if m in JOINT for s in seeds]
-    return [run for run in runs if not all(cell_path(args.results, run[0], t, run[2]).exists() for t in run[1])]
+    return [run for run in runs if not all(cell_path(args.results, run[0], t, run[2], args.options).exists() for t in run[1])]
 
 
 def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     todo = runs_to_do(args, methods, tasks, seeds)
     print(f"{len(todo)} runs to do", flush=True)
     for method, run_tasks, seed in todo:
-        print(f"--- {method} on {','.join(run_tasks)}, seed {seed}", flush=True)
+        print(f"--- {variant_name(method, args.options)} on {','.join(run_tasks)}, seed {seed}", flush=True)
         start = time.time()
         results = run_cells(method, run_tasks, seed, args)
         for task, result in results.items():
-            record = {"method": method, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
+            variant = {"options": args.options} if args.options else {}
+            record = {"method": method, **variant, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
                       "split": load_task(task).split_note, "budget": {"steps": args.steps, "batch_size": args.batch_size,
                       "max_length": args.max_length}, "command": args.command, **versions()}
-            path = cell_path(args.results, method, task, seed)
+            path = cell_path(args.results, method, task, seed, args.options)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, json.dumps(record, indent=2))
             print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
@@ -147,7 +183,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     cells = {}
     for path in args.results.glob("*/*/seed*.json"):
         record = json.loads(path.read_text())
-        cells.setdefault((record["method"], Path(record["task"]).stem), []).append(record)
+        cells.setdefault((variant_name(record["method"], record.get("options", {})), Path(record["task"]).stem), []).append(record)
     majority = [majority_share(load_task(t)) for t in tasks]
     tasks = [Path(t).stem for t in tasks]
     commands = sorted({r["command"] for runs in cells.values() for r in runs})
@@ -176,7 +212,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
             speed = f"{statistics.median(timed):.2f}" if timed else speed
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
-    lines += ["", *claim_lines(cells, methods, tasks, len(seeds))]
+    lines += ["", *claim_lines(cells, methods, tasks, len(seeds)), *variant_lines(cells, tasks)]
     joint = {(r["method"], ",".join(Path(t).stem for t in r["joint_tasks"])) for runs in cells.values() for r in runs if "joint_tasks" in r}
     lines += [f"\n{method}: one run per seed trains on {names} at once, for {args.steps} steps per task; its cells are "
               "that run's per-task test accuracies." for method, names in sorted(joint)]
@@ -186,6 +222,27 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     write_text_atomic(args.report, "\n".join(lines))
     chart(cells, methods, tasks, args.report.with_suffix(".png"))
     print(f"wrote {args.report}")
+
+
+def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
+    """Each variant's accuracy beside its method's defaults on the same seeds (the fair comparison)."""
+    variants = sorted({name for name, _ in cells if "@" in name})
+    if not variants:
+        return []
+    lines = ["", "## Tried beyond the defaults", "",
+             ("Variants set one of a method's options (--option); each cell reads variant vs the method's default "
+              "on the same seeds (how many seeds), — where either is missing."), "",
+             "| variant | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for name in variants:
+        row = []
+        for task in tasks:
+            ours = {r["seed"]: r["accuracy"] for r in cells.get((name, task), [])}
+            default = {r["seed"]: r["accuracy"] for r in cells.get((name.split("@")[0], task), [])}
+            shared = sorted(ours.keys() & default.keys())
+            row.append(f"{100 * statistics.mean(ours[s] for s in shared):.1f} vs "
+                       f"{100 * statistics.mean(default[s] for s in shared):.1f} ({len(shared)})" if shared else "—")
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
 
 
 def majority_share(task) -> str:
@@ -256,12 +313,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=256, help="inputs longer than this lose their beginning (BoolQ passages)")
     parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a method option (e.g. learning_rate=0.03) for a variant run; repeatable")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "compare")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "results.md")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing cells")
     args = parser.parse_args()
     args.command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
     methods, tasks, seeds = args.methods.split(","), args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
+    try:
+        args.options = method_options(methods, args.option)
+    except SoftPromptError as error:
+        parser.error(str(error))
     if not args.report_only:
         args.base = load_model(args.model)
         fill(args, methods, tasks, seeds)

@@ -51,6 +51,27 @@ def test_compare_trains_multitask_prompt_tuning_once_for_all_tasks(tmp_path, tin
     assert "multitask-prompt-tuning: one run per seed" in (tmp_path / "results.md").read_text()
 
 
+def test_compare_keeps_variant_cells_apart_and_reports_them_beside_the_defaults(tmp_path, tiny_model_dir, reviews_file):
+    """--option runs a variant: its cells get their own folder and table, and the option reaches the method."""
+    common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0",
+              "--methods", "prompt-tuning", "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
+    assert compare(*common).returncode == 0
+    run = compare(*common, "--option", "num_virtual_tokens=4")
+    assert run.returncode == 0, run.stderr
+    default, variant = (json.loads((tmp_path / "cells" / "reviews" / name / "seed0.json").read_text())
+                        for name in ("prompt-tuning", "prompt-tuning@num_virtual_tokens=4"))
+    assert variant["options"] == {"num_virtual_tokens": 4} and "options" not in default
+    assert 5 * variant["trainable_parameters"] == default["trainable_parameters"]  # 4 tokens instead of the default 20
+    report = (tmp_path / "results.md").read_text()
+    assert f"| prompt-tuning | {100 * default['accuracy']:.1f} (1/1) |" in report  # the variant does not join the main row
+    assert (f"| prompt-tuning@num_virtual_tokens=4 | {100 * variant['accuracy']:.1f} vs {100 * default['accuracy']:.1f} (1) |"
+            in report)
+
+    typo = compare(*common, "--option", "num_virtual_token=4")
+    assert typo.returncode == 2 and "unknown option(s) ['num_virtual_token']" in typo.stderr
+    assert not (tmp_path / "cells" / "reviews" / "prompt-tuning@num_virtual_token=4").exists()
+
+
 def test_serve_speed_smoke_run(tmp_path, tiny_model_dir):
     """Every part of the serving benchmark runs on the tiny model and reports its ratios (no timing asserted)."""
     out = tmp_path / "serve_speed.txt"
