@@ -168,14 +168,15 @@ def _import(argv: list[str]) -> None:
 def _list(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="softprompt list", description="Show methods, models and tasks.").parse_args(argv)
     print("methods:")
+    width = max(map(len, [*METHODS, *TASKS]))
     for name, cls in METHODS.items():
-        print(f"  {name:16} {cls.description}\n  {'':16} paper: {cls.paper}")
+        print(f"  {name:{width}} {cls.description}\n  {'':{width}} paper: {cls.paper}")
     print("models (embedded; also any local folder or hub id):")
     for name in EMBEDDED_MODELS:
         print(f"  {name}{'  (default)' if name == DEFAULT_MODEL else ''}")
     print("tasks (built-in; also any .jsonl/.csv file):")
     for name, spec in TASKS.items():
-        print(f"  {name:16} {spec.description}")
+        print(f"  {name:{width}} {spec.description}")
 
 
 COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "serve": _serve, "export": _export, "import": _import,

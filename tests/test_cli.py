@@ -19,6 +19,9 @@ def test_list_shows_methods_models_and_tasks(capsys):
     for name in (*METHODS, "smollm2-135m", "minilm-l6", "sst2", "gsm8k"):
         assert name in out
     assert out.count("paper:") == len(METHODS)
+    lines = out.splitlines()
+    columns = {line.index(cls.description) for cls in METHODS.values() for line in lines if line.endswith(cls.description)}
+    assert len(columns) == 1  # descriptions line up, even after multitask-prompt-tuning's long name
 
 
 def test_train_eval_generate_on_a_file_task(capsys, tmp_path, tiny_model_dir, reviews_file):
