@@ -212,7 +212,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
             speed = f"{statistics.median(timed):.2f}" if timed else speed
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
-    lines += ["", *claim_lines(cells, methods, tasks, len(seeds)), *variant_lines(cells, tasks)]
+    lines += ["", *claim_lines(cells, methods, tasks, len(seeds)), *floor_lines(cells, methods, tasks, majority),
+              *variant_lines(cells, tasks)]
     joint = {(r["method"], ",".join(Path(t).stem for t in r["joint_tasks"])) for runs in cells.values() for r in runs if "joint_tasks" in r}
     lines += [f"\n{method}: one run per seed trains on {names} at once, for {args.steps} steps per task; its cells are "
               "that run's per-task test accuracies." for method, names in sorted(joint)]
@@ -222,6 +223,17 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     write_text_atomic(args.report, "\n".join(lines))
     chart(cells, methods, tasks, args.report.with_suffix(".png"))
     print(f"wrote {args.report}")
+
+
+def floor_lines(cells: dict, methods: list[str], tasks: list[str], majority: list[str]) -> list[str]:
+    """Which methods clear the majority-class floor per task: where none do, the claims above compare noise."""
+    lines = ["", "Above the majority-class floor (mean accuracy > always answering the commonest label):", ""]
+    for task, floor in zip(tasks, majority, strict=True):
+        scores = {m: mean_accuracy(cells, m, task) for m in methods}
+        measured = {m: v for m, v in scores.items() if v is not None}
+        above = [f"{m} {v:.1f}" for m, v in measured.items() if floor != "—" and v > float(floor)]
+        lines.append(f"- {task} (floor {floor}): {len(above)} of {len(measured)} measured" + (f": {', '.join(above)}" if above else ""))
+    return lines
 
 
 def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
