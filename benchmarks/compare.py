@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import softprompt  # noqa: E402
 from softprompt.api import zero_shot  # noqa: E402
-from softprompt.configs import checked  # noqa: E402
+from softprompt.configs import parse_options  # noqa: E402
 from softprompt.engine import accuracy, bucketed_batches, encode, lm_loss, no_prompt  # noqa: E402
 from softprompt.errors import SoftPromptError  # noqa: E402
 from softprompt.files import write_text_atomic  # noqa: E402
@@ -129,25 +129,13 @@ def variant_name(method: str, options: dict) -> str:
 
 def method_options(methods: list[str], pairs: list[str]) -> dict:
     """--option KEY=VALUE pairs as typed method options, checked against every method of the run before any runs."""
-    options = {}
-    for pair in pairs:
-        key, equals, value = pair.partition("=")
-        if not equals:
-            raise SoftPromptError(f"--option takes KEY=VALUE, got {pair!r}")
-        options[key] = parse_value(value)
-    if options and {ZERO_SHOT, LORA} & set(methods):
+    if not pairs:
+        return {}
+    if {ZERO_SHOT, LORA} & set(methods):
         raise SoftPromptError("--option applies to soft-prompt methods only (LoRA's learning rate is --lora-lr)")
-    for method in methods if options else []:
-        options = checked(method_class(method).config_class, options, f"--option for {method}")  # ints become floats where due
+    for method in methods:  # every method of the run must accept them; they read alike for each
+        options = parse_options(method_class(method).config_class, pairs, f"--option for {method}")
     return options
-
-
-def parse_value(text: str):
-    """A number or boolean as JSON reads it (3e-2, 20, true), anything else as the text itself."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def cell_path(results: Path, method: str, task: str, seed: int, options: dict | None = None) -> Path:
@@ -168,8 +156,8 @@ def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
         print(f"--- {variant_name(method, args.options)} on {','.join(run_tasks)}, seed {seed}", flush=True)
         start = time.time()
         results = run_cells(method, run_tasks, seed, args)
+        variant = {"options": args.options} if args.options else {}
         for task, result in results.items():
-            variant = {"options": args.options} if args.options else {}
             record = {"method": method, **variant, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
                       "split": load_task(task).split_note, "budget": {"steps": args.steps, "batch_size": args.batch_size,
                       "max_length": args.max_length}, "command": args.command, **versions()}

@@ -49,13 +49,17 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+# How the text of an option becomes a value of its field's type (on the command line and in KEY=VALUE pairs).
+TEXT_PARSERS = {"int": int, "float": float, "str": str, "bool": _bool}
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """One option per scalar field of `cls`, defaulting to None so only what the user typed is set.
     Fields marked `metadata={"internal": True}` are set by the program, not the user, and get none."""
     docs = field_docs(cls)
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
     for item in dataclasses.fields(cls):
-        kind = {"int": int, "float": float, "str": str, "bool": _bool}.get(str(hints[item.name]))
+        kind = TEXT_PARSERS.get(str(hints[item.name]))
         if kind is None or item.name in skip or item.metadata.get("internal"):
             continue
         default = item.default
@@ -81,6 +85,21 @@ def checked(cls: type, values, where: str) -> dict:
         if not fits(hints[key], value):
             raise SoftPromptError(f"{where}: {key} must be {hints[key]}, got {type(value).__name__} {value!r}")
     return {k: float(v) if hints[k] == "float" else v for k, v in values.items()}
+
+
+def parse_options(cls: type, pairs: list[str], where: str) -> dict:
+    """KEY=VALUE texts as fields of dataclass `cls`, each converted by its field's type as the command line does."""
+    hints = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    values = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals:
+            raise SoftPromptError(f"{where}: expected KEY=VALUE, got {pair!r}")
+        try:
+            values[key] = TEXT_PARSERS.get(hints.get(key), str)(text)  # unknown keys stay text: checked() names them
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            raise SoftPromptError(f"{where}: {key} must be {hints[key]}, got {text!r}") from error
+    return checked(cls, values, where)
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -2,6 +2,8 @@
 bad files are refused with a message that names the key."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -23,6 +25,19 @@ def test_file_values_apply_and_the_command_line_overrides_them(tmp_path):
     assert (config.task, config.method, config.max_steps, config.learning_rate) == ("rte", "p-tuning", 9, 1.0)
     assert config.method_options == {"num_virtual_tokens": 7, "encoder": "mlp"}
     assert config.file_options == {"template": "{text} ->"}
+
+
+def test_key_value_options_take_their_fields_types_and_bad_ones_are_named():
+    from softprompt.configs import parse_options
+    from softprompt.methods.prompt_tuning import PromptTuningConfig
+
+    assert parse_options(PromptTuningConfig, ["num_virtual_tokens=4", "init_text=1", "learning_rate=3e-2"], "here") == {
+        "num_virtual_tokens": 4, "init_text": "1", "learning_rate": 0.03}  # "1" stays text for a str field
+    for pairs, message in ((["num_virtual_tokens=four"], "here: num_virtual_tokens must be int, got 'four'"),
+                           (["learning_rate"], "here: expected KEY=VALUE, got 'learning_rate'"),
+                           (["num_tokens=4"], "here: unknown option(s) ['num_tokens']")):
+        with pytest.raises(SoftPromptError, match=re.escape(message)):
+            parse_options(PromptTuningConfig, pairs, "here")
 
 
 def test_a_saved_config_reads_back_to_the_same_config(tmp_path):
