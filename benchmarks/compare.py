@@ -142,11 +142,23 @@ def cell_path(results: Path, method: str, task: str, seed: int, options: dict | 
     return results / Path(task).stem / variant_name(method, options or {}) / f"seed{seed}.json"
 
 
+def joint_tasks_of(path: Path) -> list[str] | None:
+    """The tasks of the joint run that wrote this cell (None: no cell, or a single-task run)."""
+    return json.loads(path.read_text()).get("joint_tasks") if path.exists() else None
+
+
 def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> list[tuple[str, list[str], int]]:
-    """(method, tasks, seed) of each run whose cells are not all there; a JOINT method's run covers every task."""
+    """(method, tasks, seed) of each run whose cells are not all there. A JOINT method's run covers every task,
+    and its cells count as done only if a run on the same tasks wrote them: a 3-task run is another experiment."""
     runs = [(m, [t], s) for t in tasks for m in methods if m not in JOINT for s in (seeds if m != ZERO_SHOT else [0])]
     runs += [(m, tasks, s) for m in methods if m in JOINT for s in seeds]
-    return [run for run in runs if not all(cell_path(args.results, run[0], t, run[2], args.options).exists() for t in run[1])]
+
+    def done(method: str, run_tasks: list[str], seed: int) -> bool:
+        paths = [cell_path(args.results, method, t, seed, args.options) for t in run_tasks]
+        if len(run_tasks) > 1:
+            return all(joint_tasks_of(path) == run_tasks for path in paths)
+        return paths[0].exists() and joint_tasks_of(paths[0]) is None
+    return [run for run in runs if not done(*run)]
 
 
 def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
@@ -154,6 +166,9 @@ def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     print(f"{len(todo)} runs to do", flush=True)
     for method, run_tasks, seed in todo:
         print(f"--- {variant_name(method, args.options)} on {','.join(run_tasks)}, seed {seed}", flush=True)
+        replaced = [t for t in run_tasks if cell_path(args.results, method, t, seed, args.options).exists()]
+        if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
+            print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
         start = time.time()
         results = run_cells(method, run_tasks, seed, args)
         variant = {"options": args.options} if args.options else {}
@@ -202,15 +217,30 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
     lines += ["", *claim_lines(cells, methods, tasks, len(seeds)), *floor_lines(cells, methods, tasks, majority),
               *variant_lines(cells, tasks)]
-    joint = {(r["method"], ",".join(Path(t).stem for t in r["joint_tasks"])) for runs in cells.values() for r in runs if "joint_tasks" in r}
-    lines += [f"\n{method}: one run per seed trains on {names} at once, for {args.steps} steps per task; its cells are "
-              "that run's per-task test accuracies." for method, names in sorted(joint)]
+    lines += joint_lines(cells, args.steps)
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
     lines += ["", "Splits:", *[f"- {s}" for s in splits], "", "![accuracy by method and task](results.png)", ""]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.report, "\n".join(lines))
     chart(cells, methods, tasks, args.report.with_suffix(".png"))
     print(f"wrote {args.report}")
+
+
+def joint_lines(cells: dict, steps: int) -> list[str]:
+    """What each JOINT method's cells were trained on, and a warning where seeds come from different task sets."""
+    seeds_by_set = {}
+    for (name, _), runs in sorted(cells.items()):
+        for r in runs:
+            if name.split("@")[0] in JOINT:
+                names = ",".join(Path(t).stem for t in r.get("joint_tasks", [r["task"]]))
+                seeds_by_set.setdefault(name, {}).setdefault(names, set()).add(r["seed"])
+    lines = []
+    for name, sets in seeds_by_set.items():
+        runs = "; ".join(f"on {names} (seeds {', '.join(map(str, sorted(seeds)))})" for names, seeds in sorted(sets.items()))
+        lines.append(f"\n{name}: one run per seed trains on all its tasks at once, for {steps} steps per task: {runs}; "
+                     "its cells are that run's per-task test accuracies."
+                     + (" **Its cells mix runs on different task sets: rerun them on one set before comparing.**" if len(sets) > 1 else ""))
+    return lines
 
 
 def floor_lines(cells: dict, methods: list[str], tasks: list[str], majority: list[str]) -> list[str]:

@@ -44,15 +44,22 @@ def test_compare_trains_multitask_prompt_tuning_once_for_all_tasks(tmp_path, tin
     """A joint method's run trains on every task at once (steps per task x tasks) and fills one cell per task."""
     critics = tmp_path / "critics.jsonl"
     critics.write_text(reviews_file.read_text())
-    run = compare("--model", str(tiny_model_dir), "--tasks", f"{reviews_file},{critics}", "--steps", "2", "--batch-size", "4",
-                  "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md"),
-                  "--methods", "multitask-prompt-tuning", "--seeds", "0")
+    common = ["--model", str(tiny_model_dir), "--steps", "2", "--batch-size", "4", "--results", str(tmp_path / "cells"),
+              "--report", str(tmp_path / "results.md"), "--methods", "multitask-prompt-tuning", "--seeds", "0"]
+    run = compare(*common, "--tasks", f"{reviews_file},{critics}")
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("--- multitask-prompt-tuning on") == 1
     cells = [json.loads((tmp_path / "cells" / task / "multitask-prompt-tuning" / "seed0.json").read_text()) for task in ("reviews", "critics")]
     assert [cell["task"] for cell in cells] == [str(reviews_file), str(critics)]
     assert all(cell["steps"] == 4 and cell["joint_tasks"] == [str(reviews_file), str(critics)] for cell in cells)
-    assert "multitask-prompt-tuning: one run per seed" in (tmp_path / "results.md").read_text()
+    assert "multitask-prompt-tuning: one run per seed trains on all its tasks at once, for 2 steps per task: on reviews,critics (seeds 0);" in (
+        tmp_path / "results.md").read_text()
+
+    alone = compare(*common, "--tasks", str(critics))  # a run on other tasks is another experiment: not skipped
+    assert "1 runs to do" in alone.stdout and "replaces the existing cells on " + str(critics) in alone.stdout
+    assert "joint_tasks" not in json.loads((tmp_path / "cells" / "critics" / "multitask-prompt-tuning" / "seed0.json").read_text())
+    report = (tmp_path / "results.md").read_text()
+    assert "on critics (seeds 0); on reviews,critics (seeds 0);" in report and "mix runs on different task sets" in report
 
 
 def test_compare_keeps_variant_cells_apart_and_reports_them_beside_the_defaults(tmp_path, tiny_model_dir, reviews_file):
