@@ -187,7 +187,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     for path in args.results.glob("*/*/seed*.json"):
         record = json.loads(path.read_text())
         cells.setdefault((variant_name(record["method"], record.get("options", {})), Path(record["task"]).stem), []).append(record)
-    majority = [majority_share(load_task(t)) for t in tasks]
+    loaded = [load_task(t) for t in tasks]
+    majority = [majority_share(task) for task in loaded]
     tasks = [Path(t).stem for t in tasks]
     commands = sorted({r["command"] for runs in cells.values() for r in runs})
     lines = [f"# Method comparison on {args.model}", "",
@@ -199,7 +200,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
              "s/step is the median of one run's steps and depends on what else the machine was doing: "
              "read it as a rough size, not a speed comparison.", "",
              "| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|",
-             "| majority class (always the test carve's commonest answer) | " + " | ".join(majority) + " | 0 |  |"]
+             "| majority class (always the test carve's commonest answer) | " + " | ".join(majority) + " | 0 |  |",
+             "| test rows (± one standard error of an accuracy there) | " + " | ".join(map(test_size, loaded)) + " |  |  |"]
     for method in methods:
         row, params, speed = [], "", ""
         for task in tasks:
@@ -273,6 +275,16 @@ def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
                        f"{100 * statistics.mean(default[s] for s in shared):.1f} ({len(shared)})" if shared else "—")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return lines
+
+
+def test_size(task) -> str:
+    """The test carve's size and the binomial standard error of an accuracy at its majority share:
+    differences between methods much smaller than this are noise."""
+    labels = Counter(e.label for e in task.test if e.label is not None)
+    if not labels:
+        return "—"
+    share = labels.most_common(1)[0][1] / labels.total()
+    return f"{labels.total()} (± {100 * math.sqrt(share * (1 - share) / labels.total()):.1f})"
 
 
 def majority_share(task) -> str:

@@ -30,6 +30,7 @@ def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_
     report = (tmp_path / "results.md").read_text()
     assert "| prompt-tuning | " in report and "(1/2)" in report and "| capt | — (0/2)" in report
     assert "| majority class (always the test carve's commonest answer) | 50.0 | 0 |" in report  # test carve: one positive, one negative
+    assert "| test rows (± one standard error of an accuracy there) | 2 (± 35.4) |" in report  # sqrt(0.5 * 0.5 / 2)
     above = [f"{name} {100 * json.loads((tmp_path / 'cells' / 'reviews' / name / 'seed0.json').read_text())['accuracy']:.1f}"
              for name in ("zero-shot", "prompt-tuning", "lora")]
     above = [entry for entry in above if float(entry.split()[-1]) > 50]
