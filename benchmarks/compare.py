@@ -187,6 +187,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     for path in args.results.glob("*/*/seed*.json"):
         record = json.loads(path.read_text())
         cells.setdefault((variant_name(record["method"], record.get("options", {})), Path(record["task"]).stem), []).append(record)
+    methods, tasks, seeds = grid_so_far(cells, methods, tasks, seeds)
     loaded = [load_task(t) for t in tasks]
     majority = [majority_share(task) for task in loaded]
     tasks = [Path(t).stem for t in tasks]
@@ -226,6 +227,21 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     write_text_atomic(args.report, "\n".join(lines))
     chart(cells, methods, tasks, args.report.with_suffix(".png"))
     print(f"wrote {args.report}")
+
+
+def grid_so_far(cells: dict, methods: list[str], tasks: list[str], seeds: list[int]) -> tuple[list[str], list[str], list[int]]:
+    """This run's methods, tasks and seeds together with every one the cells hold, in the default grid's order:
+    a run that fills part of the grid must not write a report that hides the rest."""
+    records = [r for runs in cells.values() for r in runs]
+    specs = {Path(r["task"]).stem: r["task"] for r in records} | {Path(t).stem: t for t in tasks}  # this run's spelling wins
+    methods = in_order([*methods, *(r["method"] for r in records if "options" not in r)], [ZERO_SHOT, *METHODS, LORA])
+    stems = in_order([*(Path(t).stem for t in tasks), *(Path(r["task"]).stem for r in records)], TASKS)
+    return methods, [specs[stem] for stem in stems], sorted({*seeds, *(r["seed"] for r in records)})
+
+
+def in_order(names: list[str], default: list[str]) -> list[str]:
+    """Each name once: those of the default grid in its order, then the others as they came."""
+    return sorted(dict.fromkeys(names), key=lambda name: default.index(name) if name in default else len(default))
 
 
 def joint_lines(cells: dict, steps: int) -> list[str]:
