@@ -191,6 +191,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     loaded = [load_task(t) for t in tasks]
     majority = [majority_share(task) for task in loaded]
     tasks = [Path(t).stem for t in tasks]
+    noise = {stem: carve_noise(task) for stem, task in zip(tasks, loaded, strict=True)}
     commands = sorted({r["command"] for runs in cells.values() for r in runs})
     lines = [f"# Method comparison on {args.model}", "",
              f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran:",
@@ -202,7 +203,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
              "read it as a rough size, not a speed comparison.", "",
              "| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|",
              "| majority class (always the test carve's commonest answer) | " + " | ".join(majority) + " | 0 |  |",
-             "| test rows (± one standard error of an accuracy there) | " + " | ".join(map(test_size, loaded)) + " |  |  |"]
+             "| test rows (± one standard error of an accuracy there) | " + " | ".join(test_size(noise[t]) for t in tasks) + " |  |  |"]
     for method in methods:
         row, params, speed = [], "", ""
         for task in tasks:
@@ -218,7 +219,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
             speed = f"{statistics.median(timed):.2f}" if timed else speed
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
-    lines += ["", *claim_lines(cells, methods, tasks, len(seeds)), *floor_lines(cells, methods, tasks, majority),
+    lines += ["", *claim_lines(cells, methods, tasks, len(seeds), {t: n[1] for t, n in noise.items() if n}), *floor_lines(cells, methods, tasks, majority),
               *variant_lines(cells, tasks)]
     lines += joint_lines(cells, args.steps)
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
@@ -293,14 +294,18 @@ def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
     return lines
 
 
-def test_size(task) -> str:
-    """The test carve's size and the binomial standard error of an accuracy at its majority share:
-    differences between methods much smaller than this are noise."""
+def carve_noise(task) -> tuple[int, float] | None:
+    """The test carve's labelled rows and the binomial standard error (points) of an accuracy at its majority
+    share: differences between methods much smaller than this are noise."""
     labels = Counter(e.label for e in task.test if e.label is not None)
     if not labels:
-        return "—"
+        return None
     share = labels.most_common(1)[0][1] / labels.total()
-    return f"{labels.total()} (± {100 * math.sqrt(share * (1 - share) / labels.total()):.1f})"
+    return labels.total(), 100 * math.sqrt(share * (1 - share) / labels.total())
+
+
+def test_size(noise: tuple[int, float] | None) -> str:
+    return f"{noise[0]} (± {noise[1]:.1f})" if noise else "—"
 
 
 def majority_share(task) -> str:
@@ -314,9 +319,10 @@ def mean_accuracy(cells: dict, method: str, task: str) -> float | None:
     return 100 * statistics.mean(r["accuracy"] for r in runs) if runs else None
 
 
-def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: int) -> list[str]:
+def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: int, noise: dict[str, float]) -> list[str]:
     """The issue's claims, judged from the cells present: a claim holds once it has held on enough tasks,
-    fails once too few tasks are left for it to hold, and is open otherwise."""
+    fails once too few tasks are left for it to hold, and is open otherwise. Margins smaller than the task's
+    test-carve standard error (`noise`, points) are named: the verdict counts them, a reader should not."""
     lines = ["## The claims, judged on the cells present", "",
              "Means over the seeds present (the n/N above): a verdict reached on fewer seeds than the grid's can change.", ""]
     for claim, method, baseline, needed in CLAIMS:
@@ -327,8 +333,10 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
         verdict = ("holds" if held >= needed else "does not hold" if held + len(tasks) - len(measured) < needed else "open")
         detail = "; ".join(f"{t} {ours:.1f} vs {theirs:.1f}" for t, ours, theirs in measured) or "no task measured"
         seeds = min((len(cells[(m, t)]) for t, *_ in measured for m in (method, baseline)), default=0)
+        close = [f"{t} {ours - theirs:+.1f} vs ± {noise[t]:.1f}" for t, ours, theirs in measured if t in noise and abs(ours - theirs) < noise[t]]
         lines.append(f"- {claim}, needed on {needed} of {len(tasks)} tasks: held on {held} of {len(measured)} measured "
-                     f"({detail}): **{verdict}**" + (f" (on {seeds} of {grid_seeds} seeds)" if seeds < grid_seeds else ""))
+                     f"({detail}): **{verdict}**" + (f" (on {seeds} of {grid_seeds} seeds)" if seeds < grid_seeds else "")
+                     + (f"; margins within one test-carve standard error: {', '.join(close)}" if close else ""))
     for task in [t for t in MUST_BEAT_ZERO_SHOT if t in tasks]:
         floor = mean_accuracy(cells, ZERO_SHOT, task)
         scores = {m: mean_accuracy(cells, m, task) for m in methods if m != ZERO_SHOT}

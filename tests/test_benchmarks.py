@@ -123,9 +123,11 @@ def test_claims_are_judged_from_the_cells_present():
               ("prompt-tuning", "rte"): [0.60], ("lopa", "rte"): [0.61], ("capt", "rte"): [0.50],
               ("prompt-tuning", "mrpc"): [0.70], ("lopa", "mrpc"): [0.70], ("pt-moe", "sst2"): [0.90], ("zero-shot", "sst2"): [0.75]}
     cells = {key: [{"accuracy": a} for a in values] for key, values in scores.items()}
-    lines = compare_module.claim_lines(cells, ["zero-shot", "prompt-tuning", "lopa", "capt", "pt-moe", "lora"], ["sst2", "rte", "mrpc", "boolq"], 2)
+    lines = compare_module.claim_lines(cells, ["zero-shot", "prompt-tuning", "lopa", "capt", "pt-moe", "lora"], ["sst2", "rte", "mrpc", "boolq"], 2,
+                                       {"sst2": 3.0, "rte": 2.0})  # test-carve standard errors; mrpc has none
     claims = {line.split(",")[0][2:]: line for line in lines if line.startswith("- ")}
     assert "held on 3 of 3 measured (sst2 85.0 vs 81.0; rte 61.0 vs 60.0; mrpc 70.0 vs 70.0): **holds**" in claims["LoPA >= prompt tuning (same m)"]
+    assert claims["LoPA >= prompt tuning (same m)"].endswith("; margins within one test-carve standard error: rte +1.0 vs ± 2.0")  # sst2's +4 is not
     assert "held on 0 of 2 measured" in claims["CaPT (one vector per layer) >= prompt tuning (20 tokens)"]
     assert claims["CaPT (one vector per layer) >= prompt tuning (20 tokens)"].endswith("**does not hold** (on 1 of 2 seeds)")  # 2 tasks left < 3
     assert "needed on 4 of 4 tasks: held on 1 of 1 measured" in claims["PT-MoE >= prompt tuning"]
