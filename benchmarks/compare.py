@@ -189,9 +189,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
         cells.setdefault((variant_name(record["method"], record.get("options", {})), Path(record["task"]).stem), []).append(record)
     methods, tasks, seeds = grid_so_far(cells, methods, tasks, seeds)
     loaded = [load_task(t) for t in tasks]
-    majority = [majority_share(task) for task in loaded]
     tasks = [Path(t).stem for t in tasks]
-    noise = {stem: carve_noise(task) for stem, task in zip(tasks, loaded, strict=True)}
+    carves = {stem: test_carve(task) for stem, task in zip(tasks, loaded, strict=True)}
     commands = sorted({r["command"] for runs in cells.values() for r in runs})
     lines = [f"# Method comparison on {args.model}", "",
              f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran:",
@@ -202,8 +201,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
              "s/step is the median of one run's steps and depends on what else the machine was doing: "
              "read it as a rough size, not a speed comparison.", "",
              "| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|",
-             "| majority class (always the test carve's commonest answer) | " + " | ".join(majority) + " | 0 |  |",
-             "| test rows (± one standard error of an accuracy there) | " + " | ".join(test_size(noise[t]) for t in tasks) + " |  |  |"]
+             "| majority class (always the test carve's commonest answer) | " + " | ".join(f"{carves[t][1]:.1f}" if carves[t] else "—" for t in tasks) + " | 0 |  |",
+             "| test rows (± one standard error of an accuracy there) | " + " | ".join(f"{carves[t][0]} (± {carves[t][2]:.1f})" if carves[t] else "—" for t in tasks) + " |  |  |"]
     for method in methods:
         row, params, speed = [], "", ""
         for task in tasks:
@@ -219,7 +218,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
             speed = f"{statistics.median(timed):.2f}" if timed else speed
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
-    lines += ["", *claim_lines(cells, methods, tasks, len(seeds), {t: n[1] for t, n in noise.items() if n}), *floor_lines(cells, methods, tasks, majority),
+    lines += ["", *claim_lines(cells, methods, tasks, len(seeds), {t: c[2] for t, c in carves.items() if c}),
+              *floor_lines(cells, methods, tasks, {t: c[1] for t, c in carves.items() if c}),
               *variant_lines(cells, tasks)]
     lines += joint_lines(cells, args.steps)
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
@@ -262,14 +262,14 @@ def joint_lines(cells: dict, steps: int) -> list[str]:
     return lines
 
 
-def floor_lines(cells: dict, methods: list[str], tasks: list[str], majority: list[str]) -> list[str]:
+def floor_lines(cells: dict, methods: list[str], tasks: list[str], floors: dict[str, float]) -> list[str]:
     """Which methods clear the majority-class floor per task: where none do, the claims above compare noise."""
     lines = ["", "Above the majority-class floor (mean accuracy > always answering the commonest label):", ""]
-    for task, floor in zip(tasks, majority, strict=True):
+    for task in [t for t in tasks if t in floors]:
         scores = {m: mean_accuracy(cells, m, task) for m in methods}
         measured = {m: v for m, v in scores.items() if v is not None}
-        above = [f"{m} {v:.1f}" for m, v in measured.items() if floor != "—" and v > float(floor)]
-        lines.append(f"- {task} (floor {floor}): {len(above)} of {len(measured)} measured" + (f": {', '.join(above)}" if above else ""))
+        above = [f"{m} {v:.1f}" for m, v in measured.items() if v > floors[task] + 1e-9]  # matching the floor is not clearing it
+        lines.append(f"- {task} (floor {floors[task]:.1f}): {len(above)} of {len(measured)} measured" + (f": {', '.join(above)}" if above else ""))
     return lines
 
 
@@ -294,24 +294,15 @@ def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
     return lines
 
 
-def carve_noise(task) -> tuple[int, float] | None:
-    """The test carve's labelled rows and the binomial standard error (points) of an accuracy at its majority
-    share: differences between methods much smaller than this are noise."""
+def test_carve(task) -> tuple[int, float, float] | None:
+    """The test carve's labelled rows, its majority share (the accuracy of always answering the commonest
+    label: the floor a classifier must clear) and the binomial standard error of an accuracy there, in
+    points: differences between methods much smaller than that are noise. None for a carve without labels."""
     labels = Counter(e.label for e in task.test if e.label is not None)
     if not labels:
         return None
     share = labels.most_common(1)[0][1] / labels.total()
-    return labels.total(), 100 * math.sqrt(share * (1 - share) / labels.total())
-
-
-def test_size(noise: tuple[int, float] | None) -> str:
-    return f"{noise[0]} (± {noise[1]:.1f})" if noise else "—"
-
-
-def majority_share(task) -> str:
-    """Accuracy of always answering the test carve's commonest label: the floor a classifier must clear."""
-    labels = Counter(e.label for e in task.test if e.label is not None)
-    return f"{100 * labels.most_common(1)[0][1] / labels.total():.1f}" if labels else "—"
+    return labels.total(), 100 * share, 100 * math.sqrt(share * (1 - share) / labels.total())
 
 
 def mean_accuracy(cells: dict, method: str, task: str) -> float | None:

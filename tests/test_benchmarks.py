@@ -16,6 +16,14 @@ def compare(*args):
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
+def load_compare():
+    """benchmarks/compare.py as a module, to test its report functions without running a grid."""
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_model_dir, reviews_file):
     common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4",
               "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
@@ -116,9 +124,7 @@ def test_serve_speed_soak_part_runs_the_server_process_and_reads_its_memory(tmp_
 
 def test_claims_are_judged_from_the_cells_present():
     """A claim holds, fails or stays open depending on the tasks measured; zero-shot floors name the losers."""
-    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
-    compare_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_module)
+    compare_module = load_compare()
     scores = {("prompt-tuning", "sst2"): [0.80, 0.82], ("lopa", "sst2"): [0.85], ("capt", "sst2"): [0.70],
               ("prompt-tuning", "rte"): [0.60], ("lopa", "rte"): [0.61], ("capt", "rte"): [0.50],
               ("prompt-tuning", "mrpc"): [0.70], ("lopa", "mrpc"): [0.70], ("pt-moe", "sst2"): [0.90], ("zero-shot", "sst2"): [0.75]}
@@ -134,3 +140,11 @@ def test_claims_are_judged_from_the_cells_present():
     assert claims["PT-MoE >= prompt tuning"].endswith("**open** (on 1 of 2 seeds)")
     floor = next(line for line in lines if "zero-shot (75.0) on sst2" in line)
     assert "3 of 5 do; not: capt 70.0; no cell yet: lora" in floor and floor.endswith("**does not hold**")
+
+
+def test_matching_the_majority_floor_is_not_clearing_it():
+    """mrpc's floor is 84/128 = 65.625: a method with the same 84 right answers is not above it, though 65.6 rounds alike."""
+    compare_module = load_compare()
+    cells = {("lopa", "mrpc"): [{"accuracy": 84 / 128}], ("capt", "mrpc"): [{"accuracy": 85 / 128}]}
+    lines = compare_module.floor_lines(cells, ["lopa", "capt"], ["mrpc"], {"mrpc": 100 * 84 / 128})
+    assert lines[-1] == "- mrpc (floor 65.6): 1 of 2 measured: capt 66.4"
