@@ -190,7 +190,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     methods, tasks, seeds = grid_so_far(cells, methods, tasks, seeds)
     loaded = [load_task(t) for t in tasks]
     tasks = [Path(t).stem for t in tasks]
-    carves = {stem: test_carve(task) for stem, task in zip(tasks, loaded, strict=True)}
+    carves = {stem: carve_stats(task) for stem, task in zip(tasks, loaded, strict=True)}
     commands = sorted({r["command"] for runs in cells.values() for r in runs})
     lines = [f"# Method comparison on {args.model}", "",
              f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran:",
@@ -294,7 +294,7 @@ def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
     return lines
 
 
-def test_carve(task) -> tuple[int, float, float] | None:
+def carve_stats(task) -> tuple[int, float, float] | None:
     """The test carve's labelled rows, its majority share (the accuracy of always answering the commonest
     label: the floor a classifier must clear) and the binomial standard error of an accuracy there, in
     points: differences between methods much smaller than that are noise. None for a carve without labels."""
