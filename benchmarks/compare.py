@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -201,8 +202,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
              "s/step is the median of one run's steps and depends on what else the machine was doing: "
              "read it as a rough size, not a speed comparison.", "",
              "| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|",
-             "| majority class (always the test carve's commonest answer) | " + " | ".join(f"{carves[t][1]:.1f}" if carves[t] else "—" for t in tasks) + " | 0 |  |",
-             "| test rows (± one standard error of an accuracy there) | " + " | ".join(f"{carves[t][0]} (± {carves[t][2]:.1f})" if carves[t] else "—" for t in tasks) + " |  |  |"]
+             "| majority class (always the test carve's commonest answer) | " + " | ".join(f"{carves[t].floor:.1f}" if carves[t] else "—" for t in tasks) + " | 0 |  |",
+             "| test rows (± one standard error of an accuracy there) | " + " | ".join(f"{carves[t].rows} (± {carves[t].standard_error:.1f})" if carves[t] else "—" for t in tasks) + " |  |  |"]
     for method in methods:
         row, params, speed = [], "", ""
         for task in tasks:
@@ -218,8 +219,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
             speed = f"{statistics.median(timed):.2f}" if timed else speed
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
-    lines += ["", *claim_lines(cells, methods, tasks, len(seeds), {t: c[2] for t, c in carves.items() if c}),
-              *floor_lines(cells, methods, tasks, {t: c[1] for t, c in carves.items() if c}),
+    lines += ["", *claim_lines(cells, methods, tasks, len(seeds), {t: c.standard_error for t, c in carves.items() if c}),
+              *floor_lines(cells, methods, tasks, {t: c.floor for t, c in carves.items() if c}),
               *variant_lines(cells, tasks)]
     lines += joint_lines(cells, args.steps)
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
@@ -249,10 +250,11 @@ def joint_lines(cells: dict, steps: int) -> list[str]:
     """What each JOINT method's cells were trained on, and a warning where seeds come from different task sets."""
     seeds_by_set = {}
     for (name, _), runs in sorted(cells.items()):
+        if name.split("@")[0] not in JOINT:
+            continue
         for r in runs:
-            if name.split("@")[0] in JOINT:
-                names = ",".join(Path(t).stem for t in r.get("joint_tasks", [r["task"]]))
-                seeds_by_set.setdefault(name, {}).setdefault(names, set()).add(r["seed"])
+            names = ",".join(Path(t).stem for t in r.get("joint_tasks", [r["task"]]))
+            seeds_by_set.setdefault(name, {}).setdefault(names, set()).add(r["seed"])
     lines = []
     for name, sets in seeds_by_set.items():
         runs = "; ".join(f"on {names} (seeds {', '.join(map(str, sorted(seeds)))})" for names, seeds in sorted(sets.items()))
@@ -294,15 +296,19 @@ def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
     return lines
 
 
-def carve_stats(task) -> tuple[int, float, float] | None:
-    """The test carve's labelled rows, its majority share (the accuracy of always answering the commonest
-    label: the floor a classifier must clear) and the binomial standard error of an accuracy there, in
-    points: differences between methods much smaller than that are noise. None for a carve without labels."""
+class CarveStats(NamedTuple):
+    rows: int  # labelled test rows
+    floor: float  # majority share in points: the accuracy of always answering the commonest label
+    standard_error: float  # binomial, of an accuracy at the floor, in points: smaller differences are noise
+
+
+def carve_stats(task) -> CarveStats | None:
+    """What a test carve lets one conclude; None for a carve without labels."""
     labels = Counter(e.label for e in task.test if e.label is not None)
     if not labels:
         return None
     share = labels.most_common(1)[0][1] / labels.total()
-    return labels.total(), 100 * share, 100 * math.sqrt(share * (1 - share) / labels.total())
+    return CarveStats(labels.total(), 100 * share, 100 * math.sqrt(share * (1 - share) / labels.total()))
 
 
 def mean_accuracy(cells: dict, method: str, task: str) -> float | None:
