@@ -7,6 +7,7 @@ whatever cells exist, marking the missing ones. So the grid can be filled over s
     python benchmarks/compare.py                       # the full grid (many hours on 2 CPU cores)
     python benchmarks/compare.py --tasks sst2 --seeds 0 --methods prompt-tuning,capt
     python benchmarks/compare.py --report-only         # rebuild the report from existing cells
+    python benchmarks/compare.py --plan                # list the runs still to do and how long they should take
     python benchmarks/compare.py --tasks sst2 --seeds 0 --methods capt --option learning_rate=0.03
 
 A run with --option is a variant: its cells are kept apart (e.g. capt@learning_rate=0.03/) and reported
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -160,6 +162,28 @@ def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> 
             return all(joint_tasks_of(path) == run_tasks for path in paths)
         return paths[0].exists() and joint_tasks_of(paths[0]) is None
     return [run for run in runs if not done(*run)]
+
+
+def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
+    """Print the runs still to do, each with the median wall time of the done cells most like it."""
+    walls = {}
+    for path in args.results.glob("*/*/seed*.json"):
+        record = json.loads(path.read_text())
+        if record["method"] != ZERO_SHOT and "options" not in record:
+            walls.setdefault((record["method"], Path(record["task"]).stem), []).append(record["wall_seconds"])
+    by_task = {task: [w for (m, t), runs in walls.items() if t == task for w in runs] for _, task in walls}
+
+    def estimate(method: str, run_tasks: list[str]) -> float | None:  # a joint run's cells each hold its whole wall time
+        guesses = [walls.get((method, Path(t).stem)) or by_task.get(Path(t).stem) for t in run_tasks]
+        return max(statistics.median(g) for g in guesses) if all(guesses) else None
+
+    todo = [(run, estimate(run[0], run[1])) for run in runs_to_do(args, methods, tasks, seeds)]
+    known = [seconds for _, seconds in todo if seconds is not None]
+    print(f"{len(todo)} runs to do, about {timedelta(seconds=round(sum(known)))} by the wall times of the cells done"
+          + (f" ({len(todo) - len(known)} with no done cell to go by)" if len(known) < len(todo) else ""))
+    for (method, run_tasks, seed), seconds in todo:
+        print(f"  {variant_name(method, args.options)} on {','.join(run_tasks)}, seed {seed}: "
+              + (str(timedelta(seconds=round(seconds))) if seconds is not None else "?"))
 
 
 def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
@@ -381,6 +405,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "compare")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "results.md")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing cells")
+    parser.add_argument("--plan", action="store_true", help="list the runs still to do with estimated wall times; run nothing")
     args = parser.parse_args()
     args.command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
     methods, tasks, seeds = args.methods.split(","), args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
@@ -388,6 +413,8 @@ def main() -> None:
         args.options = method_options(methods, args.option)
     except SoftPromptError as error:
         parser.error(str(error))
+    if args.plan:
+        return plan(args, methods, tasks, seeds)
     if not args.report_only:
         args.base = load_model(args.model)
         fill(args, methods, tasks, seeds)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import statistics
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +24,10 @@ def load_compare():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def clock(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds)))
 
 
 def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_model_dir, reviews_file):
@@ -44,6 +50,15 @@ def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_
     above = [entry for entry in above if float(entry.split()[-1]) > 50]
     assert f"- reviews (floor 50.0): {len(above)} of 3 measured" + (f": {', '.join(above)}" if above else "") + "\n" in report
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+    plan = compare(*common, "--methods", "zero-shot,prompt-tuning,lora,capt", "--seeds", "0,1", "--plan")
+    walls = {name: json.loads((tmp_path / "cells" / "reviews" / name / "seed0.json").read_text())["wall_seconds"]
+             for name in ("prompt-tuning", "lora")}
+    assert plan.returncode == 0 and plan.stdout.splitlines()[1:] == [  # capt has no cell: the task's trained cells go for it
+        f"  prompt-tuning on {reviews_file}, seed 1: {clock(walls['prompt-tuning'])}",
+        f"  lora on {reviews_file}, seed 1: {clock(walls['lora'])}",
+        *[f"  capt on {reviews_file}, seed {seed}: {clock(statistics.median(walls.values()))}" for seed in (0, 1)]]
+    assert plan.stdout.startswith("4 runs to do, about ") and report == (tmp_path / "results.md").read_text()
 
     rerun = compare(*common, "--methods", "prompt-tuning", "--seeds", "0")
     assert "0 runs to do" in rerun.stdout
