@@ -244,6 +244,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             speed = f"{statistics.median(timed):.2f}" if timed else speed
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
     lines += ["", *claim_lines(cells, methods, tasks, len(seeds), {t: c.standard_error for t, c in carves.items() if c}),
+              *paired_lines(cells, tasks),
               *floor_lines(cells, methods, tasks, {t: c.floor for t, c in carves.items() if c}),
               *variant_lines(cells, tasks)]
     lines += joint_lines(cells, args.steps)
@@ -285,6 +286,23 @@ def joint_lines(cells: dict, steps: int) -> list[str]:
         lines.append(f"\n{name}: one run per seed trains on all its tasks at once, for {steps} steps per task: {runs}; "
                      "its cells are that run's per-task test accuracies."
                      + (" **Its cells mix runs on different task sets: rerun them on one set before comparing.**" if len(sets) > 1 else ""))
+    return lines
+
+
+def paired_lines(cells: dict, tasks: list[str]) -> list[str]:
+    """Each claim seed by seed: a method and its baseline run with the same seed see the same training batches and
+    the same test rows, so a loss on every seed says more than a mean margin inside the test carve's noise."""
+    lines = ["", ("Seed by seed (same seed: same training batches, same test rows): on how many seeds the method "
+                  "scored at least its baseline, and each seed's difference in points."), "",
+             "| method vs baseline | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for method, baseline in dict.fromkeys((method, baseline) for _, method, baseline, _ in CLAIMS):
+        row = []
+        for task in tasks:
+            ours, theirs = ({r["seed"]: 100 * r["accuracy"] for r in cells.get((name, task), [])} for name in (method, baseline))
+            differences = [ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs.keys())]
+            row.append(f"{sum(d >= 0 for d in differences)} of {len(differences)}: " + ", ".join(f"{d:+.1f}" for d in differences)
+                       if differences else "—")
+        lines.append(f"| {method} vs {baseline} | " + " | ".join(row) + " |")
     return lines
 
 

@@ -157,6 +157,15 @@ def test_claims_are_judged_from_the_cells_present():
     assert "3 of 5 do; not: capt 70.0; no cell yet: lora" in floor and floor.endswith("**does not hold**")
 
 
+def test_claims_are_compared_seed_by_seed_on_the_seeds_both_have():
+    compare_module = load_compare()
+    cells = {("prompt-tuning", "sst2"): [{"seed": 0, "accuracy": 0.80}, {"seed": 1, "accuracy": 0.82}, {"seed": 2, "accuracy": 0.84}],
+             ("lopa", "sst2"): [{"seed": 2, "accuracy": 0.83}, {"seed": 0, "accuracy": 0.81}],  # seed 1 missing, order as globbed
+             ("lopa", "rte"): [{"seed": 0, "accuracy": 0.60}]}  # no baseline on rte
+    assert compare_module.paired_lines(cells, ["sst2", "rte"])[-3:] == ["| lopa vs prompt-tuning | 1 of 2: +1.0, -1.0 | — |", "| capt vs prompt-tuning | — | — |",
+                    "| pt-moe vs prompt-tuning | — | — |"]
+
+
 def test_matching_the_majority_floor_is_not_clearing_it():
     """mrpc's floor is 84/128 = 65.625: a method with the same 84 right answers is not above it, though 65.6 rounds alike."""
     compare_module = load_compare()
