@@ -166,12 +166,15 @@ def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> 
 
 def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     """Print the runs still to do, each with the median wall time of the done cells most like it."""
-    walls = {}
+    walls, by_task = {}, {}  # wall seconds of the trained cells by (method, task), and by task for methods without one
     for path in args.results.glob("*/*/seed*.json"):
         record = json.loads(path.read_text())
-        if record["method"] != ZERO_SHOT and "options" not in record:
-            walls.setdefault((record["method"], Path(record["task"]).stem), []).append(record["wall_seconds"])
-    by_task = {task: [w for (m, t), runs in walls.items() if t == task for w in runs] for _, task in walls}
+        if record["method"] == ZERO_SHOT or "options" in record:
+            continue
+        task = Path(record["task"]).stem
+        walls.setdefault((record["method"], task), []).append(record["wall_seconds"])
+        if "joint_tasks" not in record:  # a joint run's wall time covers all its tasks
+            by_task.setdefault(task, []).append(record["wall_seconds"])
 
     def estimate(method: str, run_tasks: list[str]) -> float | None:  # a joint run's cells each hold its whole wall time
         guesses = [walls.get((method, Path(t).stem)) or by_task.get(Path(t).stem) for t in run_tasks]
@@ -432,7 +435,8 @@ def main() -> None:
     except SoftPromptError as error:
         parser.error(str(error))
     if args.plan:
-        return plan(args, methods, tasks, seeds)
+        plan(args, methods, tasks, seeds)
+        return
     if not args.report_only:
         args.base = load_model(args.model)
         fill(args, methods, tasks, seeds)
