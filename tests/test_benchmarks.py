@@ -162,8 +162,11 @@ def test_claims_are_compared_seed_by_seed_on_the_seeds_both_have():
     cells = {("prompt-tuning", "sst2"): [{"seed": 0, "accuracy": 0.80}, {"seed": 1, "accuracy": 0.82}, {"seed": 2, "accuracy": 0.84}],
              ("lopa", "sst2"): [{"seed": 2, "accuracy": 0.83}, {"seed": 0, "accuracy": 0.81}],  # seed 1 missing, order as globbed
              ("lopa", "rte"): [{"seed": 0, "accuracy": 0.60}]}  # no baseline on rte
-    assert compare_module.paired_lines(cells, ["sst2", "rte"])[-3:] == ["| lopa vs prompt-tuning | 1 of 2: +1.0, -1.0 | — |", "| capt vs prompt-tuning | — | — |",
-                    "| pt-moe vs prompt-tuning | — | — |"]
+    assert compare_module.paired_lines(cells, ["sst2", "rte"])[-3:] == [
+        "| lopa vs prompt-tuning | 1 of 2: +1.0, -1.0 | — |",
+        "| capt vs prompt-tuning | — | — |",
+        "| pt-moe vs prompt-tuning | — | — |",
+    ]
 
 
 def test_matching_the_majority_floor_is_not_clearing_it():
