@@ -394,17 +394,27 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
     return lines
 
 
+def chart_floor(means: list[float], errors: list[float]) -> float:
+    """The y-axis start: a multiple of 10 under every bar's lowest error-bar end, so no bar or whisker is cut
+    (a fixed start hid zero-shot's 34.4 on mrpc), yet high enough that small differences stay visible."""
+    lows = [mean - error for mean, error in zip(means, errors) if not math.isnan(mean)]
+    return max(0.0, 10 * math.floor(min(lows, default=0) / 10 - 0.05))
+
+
 def chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(min(14, 4 + 2.5 * len(tasks)), 4.5))
     width = 0.8 / len(methods)
     colors = plt.get_cmap("tab20").colors  # more methods than the default 10-colour cycle
+    all_means, all_errors = [], []
     for i, method in enumerate(methods):
         means = [statistics.mean(r["accuracy"] for r in cells[(method, t)]) * 100 if (method, t) in cells else math.nan for t in tasks]
         errors = [statistics.stdev([r["accuracy"] * 100 for r in cells[(method, t)]]) if len(cells.get((method, t), [])) > 1 else 0 for t in tasks]
         axis.bar([x + i * width for x in range(len(tasks))], means, width, yerr=errors, label=method, color=colors[i % len(colors)])
+        all_means += means
+        all_errors += errors
     axis.set_xticks([x + 0.4 - width / 2 for x in range(len(tasks))], tasks)
     axis.set_ylabel("test accuracy (%)")
-    axis.set_ylim(40, 100)
+    axis.set_ylim(chart_floor(all_means, all_errors), 100)
     axis.legend(fontsize=7, ncol=3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import statistics
 import subprocess
@@ -175,3 +176,12 @@ def test_matching_the_majority_floor_is_not_clearing_it():
     cells = {("lopa", "mrpc"): [{"accuracy": 84 / 128}], ("capt", "mrpc"): [{"accuracy": 85 / 128}]}
     lines = compare_module.floor_lines(cells, ["lopa", "capt"], ["mrpc"], {"mrpc": 100 * 84 / 128})
     assert lines[-1] == "- mrpc (floor 65.6): 1 of 2 measured: capt 66.4"
+
+
+def test_chart_starts_below_every_bar_and_whisker():
+    """A fixed start at 40 hid zero-shot's 34.4 on mrpc; the start now follows the lowest error-bar end."""
+    compare_module = load_compare()
+    assert compare_module.chart_floor([34.4, 86.3, math.nan], [0.0, 1.5, 0.0]) == 30  # a missing cell (nan) is ignored
+    assert compare_module.chart_floor([57.3, 47.3], [2.0, 4.0]) == 40  # 43.3 is the lowest whisker end
+    assert compare_module.chart_floor([50.0], [0.0]) == 40  # a bar ending on a multiple of 10 keeps a margin below it
+    assert compare_module.chart_floor([3.0], [5.0]) == 0  # never below zero
