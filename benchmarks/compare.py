@@ -239,9 +239,8 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
             if not runs:
                 row.append(f"— (0/{wanted})")
                 continue
-            scores = [100 * r["accuracy"] for r in runs]
-            spread = f" ± {statistics.stdev(scores):.1f}" if len(scores) > 1 else ""
-            row.append(f"{statistics.mean(scores):.1f}{spread} ({len(runs)}/{wanted})")
+            spread = f" ± {accuracy_spread(cells, method, task):.1f}" if len(runs) > 1 else ""
+            row.append(f"{mean_accuracy(cells, method, task):.1f}{spread} ({len(runs)}/{wanted})")
             params = f"{runs[0]['trainable_parameters']:,}"
             timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
             speed = f"{statistics.median(timed):.2f}" if timed else speed
@@ -361,6 +360,12 @@ def mean_accuracy(cells: dict, method: str, task: str) -> float | None:
     return 100 * statistics.mean(r["accuracy"] for r in runs) if runs else None
 
 
+def accuracy_spread(cells: dict, method: str, task: str) -> float:
+    """Standard deviation over seeds in points; 0 where fewer than two seeds ran."""
+    scores = [100 * r["accuracy"] for r in cells.get((method, task), [])]
+    return statistics.stdev(scores) if len(scores) > 1 else 0.0
+
+
 def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: int, noise: dict[str, float]) -> list[str]:
     """The issue's claims, judged from the cells present: a claim holds once it has held on enough tasks,
     fails once too few tasks are left for it to hold, and is open otherwise. Margins smaller than the task's
@@ -407,8 +412,8 @@ def chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> None
     colors = plt.get_cmap("tab20").colors  # more methods than the default 10-colour cycle
     all_means, all_errors = [], []
     for i, method in enumerate(methods):
-        means = [statistics.mean(r["accuracy"] for r in cells[(method, t)]) * 100 if (method, t) in cells else math.nan for t in tasks]
-        errors = [statistics.stdev([r["accuracy"] * 100 for r in cells[(method, t)]]) if len(cells.get((method, t), [])) > 1 else 0 for t in tasks]
+        means = [math.nan if (mean := mean_accuracy(cells, method, t)) is None else mean for t in tasks]
+        errors = [accuracy_spread(cells, method, t) for t in tasks]
         axis.bar([x + i * width for x in range(len(tasks))], means, width, yerr=errors, label=method, color=colors[i % len(colors)])
         all_means += means
         all_errors += errors

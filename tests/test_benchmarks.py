@@ -185,3 +185,12 @@ def test_chart_starts_below_every_bar_and_whisker():
     assert compare_module.chart_floor([57.3, 47.3], [2.0, 4.0]) == 40  # 43.3 is the lowest whisker end
     assert compare_module.chart_floor([50.0], [0.0]) == 40  # a bar ending on a multiple of 10 keeps a margin below it
     assert compare_module.chart_floor([3.0], [5.0]) == 0  # never below zero
+
+
+def test_spread_is_the_seed_standard_deviation_in_points():
+    """The table's ± and the chart's whiskers: sample std over seeds, 0 where one or no seed ran."""
+    compare_module = load_compare()
+    cells = {("lopa", "sst2"): [{"accuracy": 0.80}, {"accuracy": 0.84}, {"accuracy": 0.86}], ("lopa", "rte"): [{"accuracy": 0.5}]}
+    assert math.isclose(compare_module.accuracy_spread(cells, "lopa", "sst2"), statistics.stdev([80, 84, 86]))  # 3.06, not the population 2.49
+    assert compare_module.accuracy_spread(cells, "lopa", "rte") == 0.0
+    assert compare_module.accuracy_spread(cells, "lopa", "mrpc") == 0.0
