@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from softprompt.files import read_checkpoint, write_checkpoint  # noqa: E402
+from softprompt.storage import read_checkpoint, write_checkpoint  # noqa: E402
 
 # prompt-tuning on smollm2-135m (20 x 576), and a method a hundred times larger.
 SIZES = {"prompt-tuning on smollm2 (20 x 576)": 20 * 576, "a 1.15M-parameter method": 100 * 20 * 576}

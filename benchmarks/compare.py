@@ -35,14 +35,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import softprompt  # noqa: E402
-from softprompt.api import zero_shot  # noqa: E402
+from softprompt.evaluation import zero_shot  # noqa: E402
 from softprompt.configs import parse_options  # noqa: E402
-from softprompt.engine import accuracy, bucketed_batches, encode, lm_loss, no_prompt  # noqa: E402
+from softprompt.evaluation import accuracy  # noqa: E402
+from softprompt.runtime.batching import bucketed_batches, encode  # noqa: E402
+from softprompt.runtime.scoring import lm_loss, no_prompt  # noqa: E402
 from softprompt.errors import SoftPromptError  # noqa: E402
-from softprompt.files import write_text_atomic  # noqa: E402
+from softprompt.storage import write_text_atomic  # noqa: E402
 from softprompt.methods import METHODS, method_class  # noqa: E402
-from softprompt.models import FrozenModel, load_model  # noqa: E402
-from softprompt.plots import plt  # noqa: E402
+from softprompt.backbones import FrozenModel, load_model  # noqa: E402
+from softprompt.training.plots import plt  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
 
 ZERO_SHOT, LORA = "zero-shot", "lora"

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import softprompt
-from softprompt.engine import bucketed_batches, choice_scores, encode
-from softprompt.exports import export_prompt
+from softprompt.runtime.batching import bucketed_batches, encode
+from softprompt.runtime.scoring import choice_scores
+from softprompt.formats import export_prompt
 from softprompt.tasks import load_task
 
 

@@ -37,13 +37,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from softprompt.api import TunedPrompt, zero_shot  # noqa: E402
-from softprompt.engine import choice_scores, encode, no_prompt  # noqa: E402
-from softprompt.files import write_text_atomic  # noqa: E402
-from softprompt.generate import generate_ids  # noqa: E402
+from softprompt.evaluation import zero_shot  # noqa: E402
+
+from softprompt.tuned import TunedPrompt  # noqa: E402
+from softprompt.runtime.batching import encode  # noqa: E402
+from softprompt.runtime.scoring import choice_scores, no_prompt  # noqa: E402
+from softprompt.storage import write_text_atomic  # noqa: E402
+from softprompt.runtime.generation import generate_ids  # noqa: E402
 from softprompt.methods import build_method  # noqa: E402
-from softprompt.models import load_model  # noqa: E402
-from softprompt.serve.batch import Row, next_token_logprobs  # noqa: E402
+from softprompt.backbones import load_model  # noqa: E402
+from softprompt.serving.mixed import Row, next_token_logprobs  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
 
 INIT_TEXTS = ["Classify the sentiment of the review.", "Is this movie review positive or negative?",
@@ -244,7 +247,7 @@ def load_test(prompts, task, args, report):
     """(d) For each workload: the same clients against a batching server and a one-at-a-time server
     (--max-batch-size 1), each server warmed up by one request per client first."""
     with tempfile.TemporaryDirectory() as folder:
-        names, texts = save_prompts(prompts, folder), [e.prompt for e in task.test]
+        names, texts = save_prompts(prompts, folder), [e.text for e in task.test]
         for workload in args.workloads.split(","):
             kinds = ["classify", "completions"] if workload == "mixed" else [workload]
             what = f"/v1/{workload}" + (f" ({args.new_tokens} new tokens)" if workload != "classify" else "")
@@ -267,7 +270,7 @@ def soak_test(prompts, task, args, report):
     """(f) The server loaded for a bounded time; its resident memory read from /proc after a warm-up and
     again after the run."""
     with tempfile.TemporaryDirectory() as folder:
-        names, texts = save_prompts(prompts, folder), [e.prompt for e in task.test]
+        names, texts = save_prompts(prompts, folder), [e.text for e in task.test]
         kinds = ["classify", "completions"]
         with server_process(folder, args, args.max_batch_size, timeout_s=60) as (url, pid):
             warm = asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, requests=1))  # full batches
@@ -302,7 +305,7 @@ def evaluation(base, prompt, peft, task, args, report):
             for start in range(0, len(task.test), 16):
                 batch = task.test[start:start + 16]
                 tokenizer.padding_side = "left"
-                encoded = tokenizer([e.prompt for e in batch], return_tensors="pt", padding=True)
+                encoded = tokenizer([e.text for e in batch], return_tensors="pt", padding=True)
                 logits = peft(**encoded).logits[:, -1, label_ids]
                 correct += sum(int(p) == e.label for p, e in zip(logits.argmax(-1), batch))
         return correct / len(task.test)

@@ -3,7 +3,7 @@
 Every contender runs in its own subprocess (so peak memory is its own), one after the other, on the same
 model, task, prompt length (prompt tuning, m virtual tokens), batch size, learning rate and step count:
 
-- ours: softprompt's real training loop (`softprompt.train.Trainer.train`, choice loss, length-bucketed
+- ours: softprompt's real training loop (`softprompt.training.trainer.Trainer.train`, choice loss, length-bucketed
   batches), then `TunedPrompt.evaluate` on the test carve.
 - peft: PEFT PromptTuning wrapped around the same frozen model, trained by a plain PyTorch loop: random
   batches (a seeded permutation per epoch), right-padded to the longest example of the batch, the standard
@@ -21,7 +21,7 @@ model, task, prompt length (prompt tuning, m virtual tokens), batch size, learni
   of the two; neither updates anything (no optimizer). On a CPU, one batched matmul over a batch with little
   padding can beat both (batch-1 kernels are less efficient; the packed mask is dense, S x S), so ours/floor
   may exceed 1: the remaining waste of ours is then bounded by its padding share.
-- zero-shot: no training, the bare model scoring the test carve (`softprompt.api.zero_shot`): the
+- zero-shot: no training, the bare model scoring the test carve (`softprompt.evaluation.zero_shot`): the
   reference for evaluation.
 - ours-bf16 (not run by default): ours under `torch.autocast("cpu", dtype=torch.bfloat16)`, a lever to measure.
 
@@ -54,12 +54,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from softprompt.api import TunedPrompt, zero_shot  # noqa: E402
-from softprompt.engine import bucketed_batches, encode  # noqa: E402
+from softprompt.evaluation import zero_shot  # noqa: E402
+
+from softprompt.tuned import TunedPrompt  # noqa: E402
+from softprompt.runtime.batching import bucketed_batches, encode  # noqa: E402
 from softprompt.methods.prompt_tuning import initial_embeddings  # noqa: E402
-from softprompt.models import FrozenModel, load_model  # noqa: E402
+from softprompt.backbones import FrozenModel, load_model  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
-from softprompt.train import TrainConfig, Trainer  # noqa: E402
+from softprompt.training import TrainConfig  # noqa: E402
+from softprompt.training.trainer import Trainer  # noqa: E402
 
 DEFAULT_CONTENDERS = "ours,peft,floor-alone,floor-packed,zero-shot"
 

@@ -6,12 +6,13 @@ import json
 import sys
 from pathlib import Path
 
+from .backbones.loading import DEFAULT_MODEL, EMBEDDED_MODELS
 from .configs import add_options, checked, given, read_yaml
 from .errors import SoftPromptError
 from .methods import METHODS, method_class
-from .models import DEFAULT_MODEL, EMBEDDED_MODELS
 from .tasks import TASKS, FileTaskOptions
-from .train import TrainConfig
+from .training import TrainConfig
+from .training.optimizers import OPTIMIZERS
 
 
 def train_config(argv: list[str]) -> TrainConfig:
@@ -43,7 +44,7 @@ def train_config(argv: list[str]) -> TrainConfig:
 
 def _train(argv: list[str]) -> None:
     config = train_config(argv)
-    from .train import train
+    from .training import train
 
     result = train(config)
     from accelerate import PartialState
@@ -72,9 +73,10 @@ def _eval(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
     args = parser.parse_args(argv)
-    from .api import load_prompt, zero_shot
-    from .models import load_model
+    from .backbones import load_model
+    from .evaluation import zero_shot
     from .tasks import load_task
+    from .tuned import load_prompt
 
     if not args.prompt and not args.task:
         raise SoftPromptError("--task is required when scoring the bare model")
@@ -98,8 +100,8 @@ def _generate(argv: list[str]) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")
     args = parser.parse_args(argv)
-    from .api import load_prompt
-    from .generate import check_generation_options
+    from .runtime.generation import check_generation_options
+    from .tuned import load_prompt
 
     check_generation_options(args.max_new_tokens, args.temperature)  # before the slow load of the model
 
@@ -125,22 +127,22 @@ def _serve(argv: list[str]) -> None:
         raise SoftPromptError(f"--prompts-dir {args.prompts_dir!r} is not a directory")
     import uvicorn
 
-    from .models import load_model
-    from .serve.app import create_app
+    from .backbones import load_model
+    from .serving.app import create_app
 
     app = create_app(load_model(args.model), args.prompts_dir, args.max_batch_size, args.max_wait_ms, args.request_timeout)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def _export(argv: list[str]) -> None:
-    from .exports import EXPORT_FORMATS, export_prompt
+    from .formats import EXPORT_FORMATS, export_prompt
 
     parser = argparse.ArgumentParser(prog="softprompt export", description="Write a prompt file in another library's format.")
     parser.add_argument("prompt", help="a prompt file")
     parser.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
     parser.add_argument("--output", required=True, help="where to write (for peft: a folder)")
     args = parser.parse_args(argv)
-    from .api import load_prompt
+    from .tuned import load_prompt
 
     export_prompt(load_prompt(args.prompt), args.format, args.output)
     print(f"wrote {args.output} ({args.format})")
@@ -153,14 +155,15 @@ def _import(argv: list[str]) -> None:
     parser.add_argument("--model", default=None, help=f"base model the adapter was made for (default: the one recorded in it, else {DEFAULT_MODEL})")
     parser.add_argument("--task", default=None, help="record this task (and its label words) in the prompt file")
     args = parser.parse_args(argv)
-    from .models import load_model
-    from .peft_format import import_peft, read_peft_folder
+    from .backbones import load_model
+    from .formats.peft import import_peft, read_peft_folder
     from .tasks import load_task
 
     recorded = read_peft_folder(args.folder)[2].get("base_model", {}).get("name")
     prompt = import_peft(args.folder, load_model(args.model or recorded or DEFAULT_MODEL))
     if args.task:
-        prompt.info.update(task=args.task, label_words=list(load_task(args.task).label_words))
+        task = load_task(args.task)
+        prompt.info.update(task=args.task, label_words=list(task.label_words), length_normalized=task.length_normalized)
     prompt.save(args.output)
     print(f"wrote {args.output} ({prompt.method.name}, {prompt.info['imported_from']})")
 
@@ -171,6 +174,9 @@ def _list(argv: list[str]) -> None:
     width = max(map(len, [*METHODS, *TASKS]))
     for name, cls in METHODS.items():
         print(f"  {name:{width}} {cls.description}\n  {'':{width}} paper: {cls.paper}")
+    print("optimizers (--optimizer):")
+    for name, cls in OPTIMIZERS.items():
+        print(f"  {name:{width}} {cls.description}")
     print("models (embedded; also any local folder or hub id):")
     for name in EMBEDDED_MODELS:
         print(f"  {name}{'  (default)' if name == DEFAULT_MODEL else ''}")

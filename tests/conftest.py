@@ -9,7 +9,8 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from softprompt.methods import build_method
-from softprompt.models import _smollm2_folder, load_model
+from softprompt.backbones import load_model
+from softprompt.backbones.loading import _smollm2_folder
 from softprompt.tasks import Example, Task
 
 

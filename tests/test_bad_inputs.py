@@ -19,13 +19,13 @@ from safetensors.torch import save_file
 from transformers import LlamaForCausalLM
 
 from softprompt import SoftPromptError, TrainConfig, load_model, load_prompt, train
-from softprompt.api import TunedPrompt
+from softprompt.tuned import TunedPrompt
 from softprompt.cli import main
-from softprompt.files import save_tensors
+from softprompt.storage import save_tensors
 from softprompt.methods import build_method
-from softprompt.models import FrozenModel
+from softprompt.backbones import FrozenModel
 from softprompt.tasks import Example, Task, load_task
-from softprompt.train import Trainer
+from softprompt.training.trainer import Trainer
 
 REVIEWS = "".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in [
     ("a gorgeous , witty film", "positive"), ("dull and lifeless", "negative"), ("a triumph", "positive"),
@@ -271,7 +271,7 @@ CASES = [
     ("checkpoint altered", resave_checkpoint(shift_embeddings), cli(*RESUME),
      r"checkpoint .*checkpoint.pt was altered: its contents do not match the checksum"),
     ("checkpoint of another format", resave_checkpoint(lambda saved: saved.pop("format")), cli(*RESUME),
-     r"checkpoint .*checkpoint.pt is not a softprompt checkpoint of format 'softprompt-checkpoint/1'"),
+     r"checkpoint .*checkpoint.pt is not a softprompt checkpoint of format 'softprompt-checkpoint/2'"),
     ("checkpoint of another run", nothing, cli(*RESUME, "--seed", "1"), r"--resume: checkpoint .* was made with seed=0, not 1"),
     # --- the Python API ---
     ("api unknown option", nothing, api(lambda w: train(batchsize=8)), r"train\(\) has no option\(s\) \['batchsize'\]; it has: .*'batch_size'"),
@@ -302,7 +302,7 @@ CASES = [
     ("api input longer than the context", nothing, api(lambda w: load_prompt(w.prompt, w.base).generate(["word " * 300])),
      r"input 0 has \d+ tokens: with max_new_tokens 64 it exceeds the model's context length 256"),
     ("api classify without label words", nothing, api(lambda w: TunedPrompt(w.base, load_prompt(w.prompt, w.base).method, {}).classify(["x"])),
-     r"this prompt was not trained on a classification task: it has no label words"),
+     r"this prompt has no label words to classify with: it was trained on a generation task or on one whose answer choices differ per example"),
     ("api empty model name", nothing, api(lambda w: load_model("")), r"model must be a model name, a folder or a hub id, got ''"),
 ]
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import asdict
 
-from softprompt.api import TunedPrompt
-from softprompt.cards import model_card, train_command
+from softprompt.tuned import TunedPrompt
+from softprompt.formats.card import model_card
+from softprompt.training.config import train_command
 from softprompt.cli import train_config
 from softprompt.methods import build_method
-from softprompt.train import TrainConfig, train
+from softprompt.training import TrainConfig, train
 
 
 def test_a_trained_prompt_gets_a_card_with_its_facts_and_both_ways_to_load_it(tmp_path, tiny_base, reviews_file):

@@ -10,7 +10,7 @@ import yaml
 from softprompt.cli import main, train_config
 from softprompt.configs import to_yaml
 from softprompt.errors import SoftPromptError
-from softprompt.train import TrainConfig
+from softprompt.training import TrainConfig
 
 
 def write(path, values) -> str:

@@ -12,11 +12,11 @@ import pytest
 import torch
 from tensorboardX.proto.event_pb2 import Event
 
-from softprompt.api import load_prompt
+from softprompt.tuned import load_prompt
 from softprompt.errors import SoftPromptError
 from softprompt.methods import build_method
 from softprompt.tasks import load_task
-from softprompt.train import TrainConfig, train
+from softprompt.training import TrainConfig, train
 
 OPTIONS = ["--max-steps", "3", "--batch-size", "4", "--gradient-accumulation", "2", "--dev-size", "0",
            "--zero-shot", "false", "--num-virtual-tokens", "3", "--checkpoint-every", "1"]

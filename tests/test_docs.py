@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from softprompt.models import FINGERPRINT_FILE, weights_fingerprint
+from softprompt.backbones import weights_fingerprint
+
+from softprompt.backbones.loading import FINGERPRINT_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

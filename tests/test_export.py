@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt.api import TunedPrompt
-from softprompt.engine import make_inputs
+from softprompt.tuned import TunedPrompt
+from softprompt.runtime.batching import make_inputs
 from softprompt.errors import SoftPromptError
 from softprompt.methods import METHODS
-from softprompt.prompt import prompted_forward
-from softprompt.serve.export import prompt_embeds
+from softprompt.backbones import prompted_forward
+from softprompt.formats.prompt_embeds import prompt_embeds
 
 TEXT = "Review: sharp writing and great acting\nSentiment:"
 INSIDE_THE_LAYERS = {"prefix-tuning", "capt"}

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from softprompt.api import TunedPrompt, load_prompt
+from softprompt.tuned import TunedPrompt, load_prompt
 from softprompt.errors import SoftPromptError
-from softprompt.files import atomic_path
+from softprompt.storage import atomic_path
 from softprompt.methods import build_method
 
 
@@ -36,7 +36,7 @@ def test_failed_write_leaves_the_old_file_untouched(tmp_path):
 
 
 def test_hub_id_without_network_fails_clearly(monkeypatch):
-    from softprompt.models import load_model
+    from softprompt.backbones import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SoftPromptError, match="cannot load model 'nobody/no-such-model'"):

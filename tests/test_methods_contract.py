@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt.api import TunedPrompt, load_prompt
-from softprompt.engine import encode, lm_loss, make_inputs
-from softprompt.generate import generate_ids
+from softprompt.tuned import TunedPrompt, load_prompt
+from softprompt.runtime.batching import encode, make_inputs
+from softprompt.runtime.scoring import lm_loss
+from softprompt.runtime.generation import generate_ids
 from softprompt.methods import METHODS, build_method
-from softprompt.prompt import prompted_forward
+from softprompt.backbones import prompted_forward
 
 
 def built(name, base, task):
@@ -26,7 +27,7 @@ def method_name(request):
 
 def features(method, base, examples):
     with torch.no_grad():
-        return method.instance_features(base, [e.prompt for e in examples])
+        return method.instance_features(base, [e.text for e in examples])
 
 
 def test_padding_never_changes_a_row(method_name, tiny_base, tiny_task):

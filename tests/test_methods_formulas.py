@@ -6,18 +6,18 @@ from dataclasses import replace
 import pytest
 import torch
 
-from softprompt.engine import encode, make_inputs
+from softprompt.runtime.batching import encode, make_inputs
 from softprompt.errors import SoftPromptError
 from softprompt.methods import build_method
 from softprompt.methods.context_tuning import demonstrations
 from softprompt.methods.prompt_tuning import initial_embeddings
-from softprompt.prompt import prompted_forward
+from softprompt.backbones import prompted_forward
 from softprompt.tasks import combine_tasks
 
 
 def batch_of(base, task, method=None, count=4):
     examples = task.train[:count]
-    features = method.instance_features(base, [e.prompt for e in examples]) if method is not None else None
+    features = method.instance_features(base, [e.text for e in examples]) if method is not None else None
     return make_inputs(base, [e.context for e in encode(base, examples, 128)], features)
 
 
@@ -112,7 +112,7 @@ def test_context_tuning_starts_from_balanced_demonstrations(tiny_base, tiny_task
     assert sorted(e.label for e in chosen) == [0, 0, 1, 1]
     method = build_method("context-tuning", tiny_base, {"num_virtual_tokens": 12})
     method.initialize(tiny_base, tiny_task)
-    first = chosen[0].prompt + chosen[0].target
+    first = chosen[0].text + chosen[0].target
     ids = tiny_base.tokenizer(first, add_special_tokens=False)["input_ids"][:12]
     torch.testing.assert_close(method.embeddings[: len(ids)], tiny_base.embedding_matrix[ids])
 

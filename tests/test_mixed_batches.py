@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from softprompt.api import TunedPrompt
-from softprompt.engine import encode, make_inputs, no_prompt
-from softprompt.generate import collect, generate_ids
+from softprompt.tuned import TunedPrompt
+from softprompt.runtime.batching import encode, make_inputs
+from softprompt.runtime.scoring import no_prompt
+from softprompt.runtime.generation import collect, generate_ids
 from softprompt.methods import METHODS, build_method
-from softprompt.prompt import merge_rows, prompted_forward
-from softprompt.serve.batch import Row, _row_prompt, generate_steps, next_token_logprobs
+from softprompt.backbones import prompted_forward
+from softprompt.serving.mixed import merge_rows
+from softprompt.serving.mixed import Row, _row_injection, generate_steps, next_token_logprobs
 
 
 def mixed_rows(base, task):
@@ -27,14 +29,14 @@ def mixed_rows(base, task):
         with torch.no_grad():
             for parameter in method.parameters():
                 parameter.add_(torch.randn_like(parameter) * 0.05)
-            features = method.instance_features(base, [example.prompt])
+            features = method.instance_features(base, [example.text])
         rows.append(Row(ids, TunedPrompt(base, method.eval(), {}), features))
     return rows
 
 
 def alone_logits(base, row):
     inputs = make_inputs(base, [row.ids], row.features)
-    prompt_fn = row.prompt.method if row.prompt else no_prompt
+    prompt_fn = row.tuned.method if row.tuned else no_prompt
     with torch.no_grad():
         return torch.log_softmax(prompted_forward(base, prompt_fn(inputs), inputs, logits_to_keep=1)[0].logits[0, -1], -1)
 
@@ -50,7 +52,7 @@ def test_every_row_of_a_mixed_batch_scores_as_alone(tiny_base, tiny_task):
 def test_padding_only_precedes_whole_rows(tiny_base, tiny_task):
     rows = mixed_rows(tiny_base, tiny_task)
     with torch.no_grad():
-        prompt, inputs = merge_rows([_row_prompt(tiny_base, row) for row in rows])
+        prompt, inputs = merge_rows([_row_injection(tiny_base, row) for row in rows])
     for mask in inputs.attention_mask:
         first = int(mask.argmax())
         assert mask[first:].all() and not mask[:first].any()
@@ -65,6 +67,6 @@ def test_mixed_generation_equals_each_row_alone(tiny_base, tiny_task):
     limits[0] = 2  # per-row limits
     together = collect(tiny_base, generate_steps(tiny_base, rows, limits, [0.0] * len(rows)), len(rows))
     for row, limit, produced in zip(rows, limits, together):
-        method = row.prompt.method if row.prompt else no_prompt
+        method = row.tuned.method if row.tuned else no_prompt
         assert produced == generate_ids(tiny_base, method, [row.ids], limit, features=row.features)[0]
         assert len(produced) == limit

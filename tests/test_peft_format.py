@@ -14,15 +14,15 @@ from peft import (
 )
 from transformers import AutoModelForCausalLM
 
-from softprompt.api import TunedPrompt, load_prompt
+from softprompt.tuned import TunedPrompt, load_prompt
 from softprompt.cli import main
-from softprompt.engine import make_inputs
+from softprompt.runtime.batching import make_inputs
 from softprompt.errors import SoftPromptError
-from softprompt.exports import export_prompt
+from softprompt.formats import export_prompt
 from softprompt.methods import build_method
-from softprompt.models import load_model
-from softprompt.peft_format import import_peft
-from softprompt.prompt import prompted_forward
+from softprompt.backbones import load_model
+from softprompt.formats.peft import import_peft
+from softprompt.backbones import prompted_forward
 
 TEXTS = ["Review: a warm film\nSentiment:", "Review: dull and slow\nSentiment:"]  # same token count: no padding
 

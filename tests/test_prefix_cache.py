@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt.api import TunedPrompt
-from softprompt.engine import encode, make_inputs
-from softprompt.generate import generate_ids
+from softprompt.tuned import TunedPrompt
+from softprompt.runtime.batching import encode, make_inputs
+from softprompt.runtime.generation import generate_ids
 from softprompt.methods import METHODS, build_method
-from softprompt.prefix_cache import PrefixCache, inference_prompt
-from softprompt.prompt import prompted_forward
+from softprompt.runtime.prefix_cache import PrefixCache, inference_prompt
+from softprompt.backbones import prompted_forward
 
 PER_INSTANCE = {"capt", "lopa", "idpg", "pt-moe"}
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt.engine import encode, lm_loss, make_inputs, no_prompt
-from softprompt.generate import generate_ids
+from softprompt.runtime.batching import encode, make_inputs
+
+from softprompt.runtime.scoring import lm_loss, no_prompt
+from softprompt.runtime.generation import generate_ids
 from softprompt.methods import METHODS, build_method
-from softprompt.models import load_model
-from softprompt.prompt import prompted_forward
+from softprompt.backbones import load_model
+from softprompt.backbones import prompted_forward
 
 pytestmark = pytest.mark.real_model
 TEXT = "Review: a gorgeous, witty film\nSentiment:"
@@ -68,7 +70,7 @@ def test_every_method_learns_on_the_real_model(real_base, tiny_task, name):
     method.initialize(real_base, tiny_task)
     batch = encode(real_base, tiny_task.train, 64)
     with torch.no_grad():
-        features = method.instance_features(real_base, [e.prompt for e in tiny_task.train])
+        features = method.instance_features(real_base, [e.text for e in tiny_task.train])
     optimizer = torch.optim.AdamW(method.parameter_groups())
     start = lm_loss(real_base, method, batch, features)[0].item()
     for _ in range(6):
@@ -81,7 +83,7 @@ def test_every_method_learns_on_the_real_model(real_base, tiny_task, name):
 @pytest.mark.parametrize("name", ["prompt-tuning", "prefix-tuning"])
 def test_prompt_kv_cache_keeps_the_real_models_logits(real_base, name):
     """On SmolLM2 (30 layers, grouped-query attention) the cached prefix changes logits by float noise only."""
-    from softprompt.api import TunedPrompt
+    from softprompt.tuned import TunedPrompt
 
     method = build_method(name, real_base, {"init_text": "Is this review positive or negative?"}).eval()
     method.initialize(real_base, task=None)

@@ -14,12 +14,12 @@ import time
 import pytest
 import torch
 
-from softprompt.api import load_prompt
+from softprompt.tuned import load_prompt
 from softprompt.errors import SoftPromptError
-from softprompt.files import read_checkpoint, read_tensors
-from softprompt.train import TrainConfig, train
+from softprompt.storage import read_checkpoint, read_tensors
+from softprompt.training import TrainConfig, train
 
-training = importlib.import_module("softprompt.train")  # the module (softprompt.train is also a function)
+training = importlib.import_module("softprompt.training.trainer")
 STEPS, KILL_AFTER = 40, 3  # the kill lands after step 3, well before step 40 (a tiny step takes ~50 ms)
 
 

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from softprompt.api import TunedPrompt
-from softprompt.generate import generate_ids
+from softprompt.tuned import TunedPrompt
+from softprompt.runtime.generation import generate_ids
 from softprompt.methods import build_method
-from softprompt.serve.app import create_app
+from softprompt.serving.app import create_app
 
 LABELS = [" negative", " positive"]
 TEXT = "Review: a gorgeous , witty film\nSentiment:"
@@ -216,8 +216,8 @@ def test_a_load_run_leaves_nothing_behind(served):
 def test_a_micro_batch_is_scored_in_length_sorted_runs():
     from types import SimpleNamespace
 
-    from softprompt.serve.batch import Row
-    from softprompt.serve.batcher import _by_length
+    from softprompt.serving.mixed import Row
+    from softprompt.serving.scheduler import _by_length
 
     jobs = [SimpleNamespace(row=Row([0] * n)) for n in (9, 2, 30, 5, 2, 17, 11, 3, 8, 40)]
     runs = _by_length(jobs, 4)

@@ -3,16 +3,17 @@ from __future__ import annotations
 import pytest
 
 from softprompt.errors import SoftPromptError
-from softprompt.tasks import TASKS, FileTaskOptions, final_number, load_task
+from softprompt.evaluation import final_number
+from softprompt.tasks import FileTaskOptions, TASKS, load_task
 
 
 def test_sst2_carve_is_the_documented_600_272_split():
     task = load_task("sst2")
     assert (len(task.train), len(task.test)) == (600, 272)
     # numpy default_rng(0).permutation(872) puts validation row 597 first (same as datasets' shuffle(seed=0)).
-    assert task.train[0].prompt.startswith("Review: the weight of the piece , the unerring professionalism")
+    assert task.train[0].text.startswith("Review: the weight of the piece , the unerring professionalism")
     assert task.train[0].target == " positive" and task.label_words == (" negative", " positive")
-    assert not {e.prompt for e in task.train} & {e.prompt for e in task.test}
+    assert not {e.text for e in task.train} & {e.text for e in task.test}
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -20,7 +21,7 @@ def test_every_builtin_task_loads_with_valid_labels(name):
     task = load_task(name)
     assert task.train and task.test and task.split_note
     for example in task.train[:50] + task.test[:50]:
-        assert example.prompt and example.target
+        assert example.text and example.target
         if example.is_choice:
             assert 0 <= example.label < len(example.choices)
 
@@ -41,7 +42,7 @@ def test_jsonl_classification_file(reviews_file):
     task = load_task(str(reviews_file))
     assert len(task.train) + len(task.test) == 12 and len(task.test) == 2
     assert task.label_words == (" negative", " positive")
-    assert task.train[0].prompt.endswith("\nAnswer:")
+    assert task.train[0].text.endswith("\nAnswer:")
 
 
 def test_csv_generation_file_with_custom_fields(tmp_path):

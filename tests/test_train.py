@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from softprompt.api import load_prompt
+from softprompt.tuned import load_prompt
 from softprompt.errors import SoftPromptError
-from softprompt.train import TrainConfig, Trainer, train
+from softprompt.training import TrainConfig, train
+from softprompt.training.trainer import Trainer
 
 
 def config(tmp_path, task, **overrides):
@@ -31,8 +32,8 @@ def test_training_writes_prompt_log_plot_and_reports_both_numbers(tmp_path, tiny
 
 def test_dev_scoring_reads_the_cached_prefix_outside_autograd(tmp_path, tiny_base, reviews_file, monkeypatch):
     """The dev score computes the prompt's keys/values once, without a graph, and equals uncached scoring."""
-    from softprompt import prefix_cache
-    from softprompt.engine import accuracy
+    from softprompt.runtime import prefix_cache
+    from softprompt.evaluation import accuracy
 
     computed, real = [], prefix_cache.prefix_key_values
     monkeypatch.setattr(prefix_cache, "prefix_key_values", lambda base, prefix: computed.append(torch.is_grad_enabled()) or real(base, prefix))
@@ -41,7 +42,7 @@ def test_dev_scoring_reads_the_cached_prefix_outside_autograd(tmp_path, tiny_bas
     scores = [trainer._task_dev_score(part) for _ in range(2)]
     assert computed == [False]  # once for both scorings: the parameters did not change in between
     with torch.no_grad():
-        uncached = accuracy(tiny_base, part.prompt, part.dev_set, part.task, 8, part.dev_features)
+        uncached = accuracy(tiny_base, part.method, part.dev_set, part.task, 8, part.dev_features)
     assert scores == [uncached, uncached]
 
 
@@ -55,17 +56,18 @@ def test_interrupted_run_resumes_to_the_same_prompt(tmp_path, tiny_base, reviews
     straight = train(config(tmp_path / "a", reviews_file, zero_shot=False, gradient_accumulation=2), base=tiny_base)
 
     interrupted = config(tmp_path / "b", reviews_file, zero_shot=False, gradient_accumulation=2, checkpoint_every=1)
-    original_step = Trainer._optimizer_step
+    original_step = Trainer._step
 
-    def dies_after_three(self):
-        original_step(self)
+    def dies_after_three(self, group):
+        record = original_step(self, group)
         if self.step == 3:
-            raise KeyboardInterrupt  # as if killed: the checkpoint of step 3 is what survives
+            raise KeyboardInterrupt  # as if killed before its checkpoint: the one of step 2 is what survives
+        return record
 
-    monkeypatch.setattr(Trainer, "_optimizer_step", dies_after_three)
+    monkeypatch.setattr(Trainer, "_step", dies_after_three)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, base=tiny_base)
-    monkeypatch.setattr(Trainer, "_optimizer_step", original_step)
+    monkeypatch.setattr(Trainer, "_step", original_step)
     interrupted.resume = True
     resumed = train(interrupted, base=tiny_base)
     torch.testing.assert_close(resumed.prompt.method.embeddings, straight.prompt.method.embeddings, atol=1e-6, rtol=0)

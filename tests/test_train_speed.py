@@ -10,9 +10,10 @@ from pathlib import Path
 
 import torch
 
-from softprompt.models import load_model
+from softprompt.backbones import load_model
 from softprompt.tasks import load_task
-from softprompt.train import TrainConfig, Trainer
+from softprompt.training import TrainConfig
+from softprompt.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "train_speed.py"
@@ -75,14 +76,17 @@ def test_training_computes_no_gradient_for_any_frozen_weight(tmp_path, tiny_base
     cost a weight-gradient matmul per layer and step."""
     trainer = Trainer(TrainConfig(model="unused", output_dir=str(tmp_path), max_steps=1, batch_size=4,
                                   method_options={"num_virtual_tokens": 4}), tiny_base, tiny_task)
-    original_step = trainer._optimizer_step
+    original_step = trainer.optimizer.step
     seen = {}
 
-    def inspect_then_step():
-        seen["frozen"] = [n for n, p in tiny_base.model.named_parameters() if p.requires_grad or p.grad is not None]
-        seen["prompt"] = trainer.method.embeddings.grad
-        original_step()
+    def inspect_after_backward(closure):
+        def inspecting(backward):
+            loss = closure(backward)
+            seen["frozen"] = [n for n, p in tiny_base.model.named_parameters() if p.requires_grad or p.grad is not None]
+            seen["prompt"] = trainer.method.embeddings.grad
+            return loss
+        return original_step(inspecting)
 
-    trainer._optimizer_step = inspect_then_step
+    trainer.optimizer.step = inspect_after_backward
     trainer.train()
     assert seen["frozen"] == [] and seen["prompt"] is not None and seen["prompt"].abs().sum() > 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..configs import from_options
 from ..errors import unknown_choice
-from ..models import FrozenModel
+from ..backbones import FrozenModel
 from .base import MethodConfig, PromptMethod
 from .capt import CapsulePromptTuning
 from .context_tuning import ContextTuning

@@ -2,7 +2,7 @@
 
 A method is an `nn.Module` with a typed config. It builds its parameters from the config and the frozen
 model's dimensions (`__init__`), may initialise them from the task (`initialize`), and for each batch
-returns a `Prompt` saying what to inject (`forward`). The trainer, evaluator, generator and CLI only use
+returns an `Injection` saying what to inject (`forward`). The trainer, evaluator, generator and CLI only use
 this protocol, so a new method is one new file plus a line in the registry.
 """
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..backbones import BatchInputs, FrozenModel, Injection
 from ..configs import at_least, check_types
 from ..errors import SoftPromptError
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
 
 
 @dataclass
@@ -39,6 +38,12 @@ class PromptMethod(nn.Module):
     description: ClassVar[str]  # one line, shown by `softprompt list`
     paper: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    # Declared facts, read by export, serving and the tests instead of running the method to find out
+    # (tests/test_methods_contract.py checks every method's declarations against what it returns).
+    injects: ClassVar[frozenset[str]] = frozenset({"embeds"})
+    """The `Injection` fields `forward` sets: embeds, key_values, input_delta, before_layer."""
+    input_dependent: ClassVar[bool] = False
+    """Whether the prompt changes with the input's content (then it has no shared prefix to cache)."""
 
     def __init__(self, config: MethodConfig, base: FrozenModel):
         super().__init__()
@@ -46,6 +51,10 @@ class PromptMethod(nn.Module):
         length = getattr(config, "num_virtual_tokens", None)
         if length is not None and not 1 <= length <= base.max_length:
             raise SoftPromptError(f"num_virtual_tokens must be between 1 and the model's context length {base.max_length}, got {length}")
+
+    def prompt_length(self) -> int:
+        """Positions the prompt adds before the text."""
+        return self.config.num_virtual_tokens
 
     def initialize(self, base: FrozenModel, task) -> None:
         """Data-driven initialisation before training (from text, vocabulary, demonstrations...)."""
@@ -67,16 +76,16 @@ class PromptMethod(nn.Module):
         return a view sharing their parameters; every other method serves all tasks with one prompt."""
         return self
 
-    def shared_prefix(self) -> Prompt | None:
+    def shared_prefix(self) -> Injection | None:
         """The part of the prompt read before the text that is the same for every input, as a batch-1
-        `Prompt` (embeds and/or key_values only), or None when the prompt depends on the input.
+        `Injection` (embeds and/or key_values only), or None when the prompt depends on the input.
 
         A method returning one promises that `forward` returns exactly this prefix (expanded to the batch)
         plus, at most, an `input_delta`: inference may then replace the prefix by its keys/values,
         computed once (`prefix_cache`)."""
         return None
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
+    def forward(self, inputs: BatchInputs) -> Injection:
         raise NotImplementedError
 
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones import BatchInputs, FrozenModel, Injection, masked_mean
 from .base import MethodConfig, PromptMethod
 
 
@@ -27,19 +26,21 @@ class CapsulePromptTuning(PromptMethod):
     description = "one capsule token; at every layer a task vector + the mean of the input's hidden states"
     paper = "Liu et al. All You Need is One: Capsule Prompt Tuning with a Single Vector. NeurIPS 2025 (arXiv 2510.16670)"
     config_class = CaptConfig
+    injects = frozenset({"embeds", "before_layer"})
+    input_dependent = True
 
     def __init__(self, config: CaptConfig, base: FrozenModel):
         super().__init__(config, base)
         self.task_vectors = nn.Parameter(torch.zeros(base.num_layers, base.hidden_size))  # p: (L, d)
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
-        mask = inputs.attention_mask.unsqueeze(-1).to(inputs.input_embeds.dtype)  # (B, T, 1)
-        count = mask.sum(1).clamp(min=1)  # (B, 1)
+    def prompt_length(self) -> int:
+        return 1  # the capsule
 
+    def forward(self, inputs: BatchInputs) -> Injection:
         def capsule(layer: int, hidden: torch.Tensor) -> torch.Tensor:  # hidden: (B, 1 + T, d)
             text = hidden[:, 1:]
-            state = self.task_vectors[layer] + (text * mask).sum(1) / count  # (B, d)
+            state = self.task_vectors[layer] + masked_mean(text, inputs.context)  # (B, d): the context's mean only
             return torch.cat([state.unsqueeze(1).to(hidden.dtype), text], dim=1)
 
         placeholder = inputs.input_embeds.new_zeros(inputs.batch_size, 1, inputs.input_embeds.shape[-1])
-        return Prompt(embeds=placeholder, before_layer=capsule)  # the hook fills position 0 at layer 0 too
+        return Injection(embeds=placeholder, before_layer=capsule)  # the hook fills position 0 at layer 0 too

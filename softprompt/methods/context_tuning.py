@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import FrozenModel
+from ..backbones import FrozenModel
 from .base import text_embeddings
 from .prompt_tuning import PromptTuning, PromptTuningConfig
 
@@ -30,7 +30,7 @@ class ContextTuning(PromptTuning):
     config_class = ContextTuningConfig
 
     def initialize(self, base: FrozenModel, task) -> None:
-        text = "\n\n".join(e.prompt + e.target for e in demonstrations(task.train, self.config.num_demonstrations)) + "\n\n"
+        text = "\n\n".join(e.text + e.target for e in demonstrations(task.train, self.config.num_demonstrations)) + "\n\n"
         with torch.no_grad():
             self.embeddings.copy_(text_embeddings(base, text, self.config.num_virtual_tokens))
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones import BatchInputs, FrozenModel, Injection
 from .base import MethodConfig, PromptMethod, text_embeddings
 
 
@@ -38,6 +37,7 @@ class DecomposedPromptTuning(PromptMethod):
     description = "short prompt + low-rank position-wise update of the input embeddings (two learning rates)"
     paper = "Shi & Lipani. DePT: Decomposed Prompt Tuning for Parameter-Efficient Fine-tuning. ICLR 2024"
     config_class = DeptConfig
+    injects = frozenset({"embeds", "input_delta"})
 
     def __init__(self, config: DeptConfig, base: FrozenModel):
         super().__init__(config, base)
@@ -53,13 +53,14 @@ class DecomposedPromptTuning(PromptMethod):
         return [{"params": [self.embeddings], "lr": self.config.learning_rate},
                 {"params": [self.position_factors, self.feature_factors], "lr": self.config.embedding_learning_rate}]
 
-    def shared_prefix(self) -> Prompt:
-        return Prompt(embeds=self.embeddings.unsqueeze(0))  # the input_delta is per input, and added after it
+    def shared_prefix(self) -> Injection:
+        return Injection(embeds=self.embeddings.unsqueeze(0))  # the input_delta is per input, and added after it
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
+    def forward(self, inputs: BatchInputs) -> Injection:
         mask = inputs.attention_mask
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): index among real tokens (left padding)
-        updated = (mask.bool() & (positions < self.config.max_positions)).unsqueeze(-1)
+        # The input's tokens only: an answer being scored is read as generated tokens are, without the update.
+        updated = (inputs.context.bool() & (positions < self.config.max_positions)).unsqueeze(-1)
         delta = self.position_factors[positions.clamp(max=self.config.max_positions - 1)] @ self.feature_factors  # (B, T, d)
         scale = self.config.alpha / self.config.rank
-        return Prompt(embeds=self.embeddings.expand(inputs.batch_size, -1, -1), input_delta=scale * delta * updated)
+        return Injection(embeds=self.embeddings.expand(inputs.batch_size, -1, -1), input_delta=scale * delta * updated)

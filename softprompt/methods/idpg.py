@@ -6,9 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..encoders import encode_inputs, encoder_width, pooled_inputs
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones.encoders import encode_inputs, encoder_width, pooled_inputs
+from ..backbones import BatchInputs, FrozenModel, Injection
 from .base import MethodConfig, PromptMethod, text_embeddings
 
 
@@ -16,7 +15,7 @@ from .base import MethodConfig, PromptMethod, text_embeddings
 class IdpgConfig(MethodConfig):
     num_virtual_tokens: int = 20
     """Prompt length m."""
-    encoder: str = "minilm-l6"
+    instance_encoder: str = "minilm-l6"
     """Frozen encoder of the input (an embedded model name, or "base")."""
     bottleneck_size: int = 16
     """Width of the generator's bottleneck (W_down: f -> this, W_up: this -> m*d)."""
@@ -33,11 +32,12 @@ class InstanceDependentPromptGeneration(PromptMethod):
     description = "prompt generated per input by a bottleneck MLP over a frozen sentence encoding (LoPA's baseline)"
     paper = "Wu et al. IDPG: An Instance-Dependent Prompt Generation Method. NAACL 2022"
     config_class = IdpgConfig
+    input_dependent = True
 
     def __init__(self, config: IdpgConfig, base: FrozenModel):
         super().__init__(config, base)
         m, d = config.num_virtual_tokens, base.hidden_size
-        self.down = nn.Linear(encoder_width(config.encoder, base), config.bottleneck_size)
+        self.down = nn.Linear(encoder_width(config.instance_encoder, base), config.bottleneck_size)
         self.up = nn.Linear(config.bottleneck_size, m * d, bias=False)
         self.bias = nn.Parameter(torch.zeros(m, d))  # b: (m, d)
         nn.init.zeros_(self.up.weight)
@@ -47,9 +47,9 @@ class InstanceDependentPromptGeneration(PromptMethod):
             self.bias.copy_(text_embeddings(base, self.init_text(task), self.config.num_virtual_tokens))
 
     def instance_features(self, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:
-        return encode_inputs(self.config.encoder, base, texts)
+        return encode_inputs(self.config.instance_encoder, base, texts)
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
-        encoded = pooled_inputs(self.config.encoder, inputs)
+    def forward(self, inputs: BatchInputs) -> Injection:
+        encoded = pooled_inputs(self.config.instance_encoder, inputs)
         generated = self.up(torch.relu(self.down(encoded))).view(-1, *self.bias.shape)  # (B, m, d)
-        return Prompt(embeds=self.bias + generated)
+        return Injection(embeds=self.bias + generated)

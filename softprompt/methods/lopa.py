@@ -6,9 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..encoders import encode_inputs, encoder_width, pooled_inputs
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones.encoders import encode_inputs, encoder_width, pooled_inputs
+from ..backbones import BatchInputs, FrozenModel, Injection
 from .base import MethodConfig, PromptMethod, text_embeddings
 
 
@@ -18,7 +17,7 @@ class LopaConfig(MethodConfig):
     """Prompt length m."""
     rank: int = 4
     """Rank r of the instance-specific part u v^T."""
-    encoder: str = "minilm-l6"
+    instance_encoder: str = "minilm-l6"
     """Frozen encoder of the input: an embedded model name, or "base" for the frozen model's own mean input embedding."""
     encoder_hidden_size: int = 64
     """Width of the two small networks producing u and v."""
@@ -38,11 +37,12 @@ class LowRankPromptAdaptation(PromptMethod):
     description = "shared prompt gated by an instance-specific low-rank part u(x)v(x)^T from a frozen encoder"
     paper = "Jain et al. Prompt Tuning Strikes Back: Customizing Foundation Models with Low-Rank Prompt Adaptation. NeurIPS 2024"
     config_class = LopaConfig
+    input_dependent = True
 
     def __init__(self, config: LopaConfig, base: FrozenModel):
         super().__init__(config, base)
         m, r, d, h = config.num_virtual_tokens, config.rank, base.hidden_size, config.encoder_hidden_size
-        width = encoder_width(config.encoder, base)
+        width = encoder_width(config.instance_encoder, base)
         self.shared = nn.Parameter(torch.zeros(m, d))  # Z_S: (m, d)
         self.u_net = nn.Sequential(nn.Linear(width, h), nn.Tanh(), nn.Linear(h, m * r))
         self.v_net = nn.Sequential(nn.Linear(width, h), nn.Tanh(), nn.Linear(h, d * r))
@@ -55,7 +55,7 @@ class LowRankPromptAdaptation(PromptMethod):
             self.shared.copy_(2 * text_embeddings(base, self.init_text(task), self.config.num_virtual_tokens))
 
     def instance_features(self, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:
-        return encode_inputs(self.config.encoder, base, texts)
+        return encode_inputs(self.config.instance_encoder, base, texts)
 
     def prompt_embeddings(self, encoded: torch.Tensor) -> torch.Tensor:
         """Z for a batch of encoded inputs (B, f): (B, m, d)."""
@@ -64,6 +64,6 @@ class LowRankPromptAdaptation(PromptMethod):
         v = self.v_net(encoded).view(-1, self.shared.shape[1], r)  # (B, d, r)
         return self.shared * torch.sigmoid(u @ v.transpose(1, 2))  # (B, m, d)
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
-        encoded = pooled_inputs(self.config.encoder, inputs)
-        return Prompt(embeds=self.prompt_embeddings(encoded))
+    def forward(self, inputs: BatchInputs) -> Injection:
+        encoded = pooled_inputs(self.config.instance_encoder, inputs)
+        return Injection(embeds=self.prompt_embeddings(encoded))

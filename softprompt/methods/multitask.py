@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import SoftPromptError
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones import BatchInputs, FrozenModel, Injection
 from .base import MethodConfig, PromptMethod, text_embeddings
 
 
@@ -77,8 +76,8 @@ class MultitaskPromptTuning(PromptMethod):
             raise SoftPromptError(f"this prompt serves several tasks {tasks}: pick one with for_task(name)")
         return self.shared * torch.outer(self.token_factors[k], self.feature_factors[k])
 
-    def shared_prefix(self) -> Prompt:
-        return Prompt(embeds=self.task_prompt().unsqueeze(0))
+    def shared_prefix(self) -> Injection:
+        return Injection(embeds=self.task_prompt().unsqueeze(0))
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
-        return Prompt(embeds=self.task_prompt().expand(inputs.batch_size, -1, -1))
+    def forward(self, inputs: BatchInputs) -> Injection:
+        return Injection(embeds=self.task_prompt().expand(inputs.batch_size, -1, -1))

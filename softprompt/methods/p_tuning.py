@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import unknown_choice
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones import BatchInputs, FrozenModel, Injection
 from .base import MethodConfig, PromptMethod, text_embeddings
 
 ENCODERS = ("mlp", "lstm")
@@ -63,8 +62,8 @@ class PTuning(PromptMethod):
         hidden = self.lstm(self.inputs.unsqueeze(0))[0].squeeze(0) if self.config.encoder == "lstm" else self.inputs
         return self.inputs + self.mlp(hidden)
 
-    def shared_prefix(self) -> Prompt:
-        return Prompt(embeds=self.prompt_embeddings().unsqueeze(0))
+    def shared_prefix(self) -> Injection:
+        return Injection(embeds=self.prompt_embeddings().unsqueeze(0))
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
-        return Prompt(embeds=self.prompt_embeddings().expand(inputs.batch_size, -1, -1))
+    def forward(self, inputs: BatchInputs) -> Injection:
+        return Injection(embeds=self.prompt_embeddings().expand(inputs.batch_size, -1, -1))

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones import BatchInputs, FrozenModel, Injection
 from .base import MethodConfig, PromptMethod, init_text_ids
 
 
@@ -32,6 +31,7 @@ class PrefixTuning(PromptMethod):
     description = "trainable keys/values in every layer (P-Tuning v2; optional MLP reparameterisation)"
     paper = "Li & Liang. Prefix-Tuning. ACL 2021; Liu et al. P-Tuning v2. ACL 2022"
     config_class = PrefixTuningConfig
+    injects = frozenset({"key_values"})
 
     def __init__(self, config: PrefixTuningConfig, base: FrozenModel):
         super().__init__(config, base)
@@ -61,12 +61,12 @@ class PrefixTuning(PromptMethod):
             return kv.permute(1, 2, 3, 0, 4)
         return self.key_values
 
-    def shared_prefix(self) -> Prompt:
+    def shared_prefix(self) -> Injection:
         return self._prompt(1)
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
+    def forward(self, inputs: BatchInputs) -> Injection:
         return self._prompt(inputs.batch_size)
 
-    def _prompt(self, batch: int) -> Prompt:
+    def _prompt(self, batch: int) -> Injection:
         kv = self.layer_key_values()
-        return Prompt(key_values=[(layer[0].expand(batch, -1, -1, -1), layer[1].expand(batch, -1, -1, -1)) for layer in kv])
+        return Injection(key_values=[(layer[0].expand(batch, -1, -1, -1), layer[1].expand(batch, -1, -1, -1)) for layer in kv])

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import unknown_choice
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones import BatchInputs, FrozenModel, Injection
 from .base import MethodConfig, PromptMethod, text_embeddings
 
 INITS = ("text", "vocab", "random")
@@ -58,8 +57,8 @@ class PromptTuning(PromptMethod):
         with torch.no_grad():
             self.embeddings.copy_(initial_embeddings(base, self.config.init, self.init_text(task), self.config.num_virtual_tokens))
 
-    def shared_prefix(self) -> Prompt:
-        return Prompt(embeds=self.embeddings.unsqueeze(0))
+    def shared_prefix(self) -> Injection:
+        return Injection(embeds=self.embeddings.unsqueeze(0))
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
-        return Prompt(embeds=self.embeddings.expand(inputs.batch_size, -1, -1))
+    def forward(self, inputs: BatchInputs) -> Injection:
+        return Injection(embeds=self.embeddings.expand(inputs.batch_size, -1, -1))

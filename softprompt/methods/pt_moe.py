@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import SoftPromptError
-from ..models import FrozenModel
-from ..prompt import Prompt, PromptInputs
+from ..backbones import BatchInputs, FrozenModel, Injection
 from .base import MethodConfig, PromptMethod, text_embeddings
 
 
@@ -41,6 +40,7 @@ class PromptTuningMixtureOfExperts(PromptMethod):
     description = "mixture of low-rank prompt experts with a shared projection and a noisy top-k router"
     paper = "Li, Su, Collier. PT-MoE: An Efficient Finetuning Framework for Integrating Mixture-of-Experts into Prompt Tuning. 2025 (arXiv 2505.09519)"
     config_class = PtMoeConfig
+    input_dependent = True  # the router reads the input
 
     def __init__(self, config: PtMoeConfig, base: FrozenModel):
         super().__init__(config, base)
@@ -73,7 +73,7 @@ class PromptTuningMixtureOfExperts(PromptMethod):
         kept = torch.zeros_like(weights).scatter(-1, weights.topk(self.config.top_k, dim=-1).indices, 1.0)
         return weights * kept
 
-    def forward(self, inputs: PromptInputs) -> Prompt:
+    def forward(self, inputs: BatchInputs) -> Injection:
         weights = self.routing_weights(inputs.mean_embedding())  # (B, N)
         mixed = torch.einsum("bn,ntr->btr", weights, self.experts)  # (B, T, R)
-        return Prompt(embeds=mixed @ self.projection)  # (B, T, d)
+        return Injection(embeds=mixed @ self.projection)  # (B, T, d)

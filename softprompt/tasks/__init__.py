@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import unknown_choice
-from .base import Example, Task, combine_tasks, final_number, seeded_carve
+from .base import Example, Task, combine_tasks, seeded_carve
 from .builtin import TASKS, load_builtin
-from .files import FileTaskOptions, load_file_task
+from .user_data import FileTaskOptions, load_file_task
 
 
 def load_task(name: str, file_options: FileTaskOptions | None = None) -> Task:
@@ -20,4 +20,4 @@ def load_task(name: str, file_options: FileTaskOptions | None = None) -> Task:
     raise unknown_choice("task", name, [*TASKS, "<file.jsonl>", "<file.csv>"])
 
 
-__all__ = ["TASKS", "Example", "FileTaskOptions", "Task", "combine_tasks", "final_number", "load_task", "seeded_carve"]
+__all__ = ["TASKS", "Example", "FileTaskOptions", "Task", "combine_tasks", "load_task", "seeded_carve"]

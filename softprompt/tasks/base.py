@@ -1,7 +1,6 @@
 """A task: examples, how they are formatted, and how answers are scored."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,7 +12,7 @@ from ..errors import SoftPromptError
 class Example:
     """One formatted example. With choices it is scored by the log-likelihood of each choice."""
 
-    prompt: str  # what the model reads
+    text: str  # the input as the model reads it (formatted)
     choices: tuple[str, ...] = ()  # candidate continuations; empty for generation tasks
     label: int | None = None  # index of the true choice
     completion: str = ""  # the reference continuation of a generation task
@@ -50,7 +49,11 @@ class Task:
 
     @property
     def label_words(self) -> tuple[str, ...]:
-        return self.train[0].choices if self.train and self.train[0].is_choice else ()
+        """The answer choices every example shares (a classification task's labels); empty when the
+        choices differ from example to example (multiple choice: copa, piqa, arc) or there are none."""
+        first = self.train[0].choices
+        same = all(e.choices == first for e in (*self.train, *self.test))
+        return first if same else ()
 
     def __post_init__(self):
         if not self.train or not self.test:
@@ -87,12 +90,3 @@ def seeded_carve(rows: list, train_size: int, seed: int = 0) -> tuple[list, list
     """Deterministic train/test split: permute with numpy default_rng(seed), first train_size are train."""
     order = np.random.default_rng(seed).permutation(len(rows))
     return [rows[i] for i in order[:train_size]], [rows[i] for i in order[train_size:]]
-
-
-NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
-
-
-def final_number(text: str) -> str | None:
-    """The last number in a text, without thousands separators (GSM8K's answer convention)."""
-    found = NUMBER.findall(text.split("####")[-1]) or NUMBER.findall(text)
-    return found[-1].replace(",", "").rstrip(".") if found else None

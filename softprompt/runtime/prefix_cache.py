@@ -11,8 +11,7 @@ from dataclasses import replace
 
 import torch
 
-from .models import FrozenModel
-from .prompt import Prompt, PromptInputs, prefix_key_values
+from ..backbones import BatchInputs, FrozenModel, Injection, prefix_key_values
 
 
 class PrefixCache:
@@ -53,7 +52,7 @@ class PrefixCache:
 PREFIX_CACHE = PrefixCache()
 
 
-def inference_prompt(base: FrozenModel, method, inputs: PromptInputs, cache: PrefixCache = PREFIX_CACHE) -> Prompt:
+def inference_prompt(base: FrozenModel, method, inputs: BatchInputs, cache: PrefixCache = PREFIX_CACHE) -> Injection:
     """`method(inputs)` for inference: outside autograd, a task-level prefix is replaced by its cached
     keys/values (what stays per input, such as DePT's input_delta, is kept)."""
     prompt = method(inputs)

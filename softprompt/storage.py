@@ -27,7 +27,7 @@ from .errors import SoftPromptError
 
 FORMAT = "softprompt/1"
 METADATA_KEY = "softprompt"
-CHECKPOINT_FORMAT = "softprompt-checkpoint/1"
+CHECKPOINT_FORMAT = "softprompt-checkpoint/2"  # 2: the optimizer state is one entry (optimizers.py)
 
 
 @contextmanager

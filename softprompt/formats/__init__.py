@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .api import TunedPrompt
-from .errors import unknown_choice
-from .peft_format import export_peft
+from ..errors import unknown_choice
+from ..tuned import TunedPrompt
+from .peft import export_peft
 
 EXPORT_FORMATS: dict[str, Callable[[TunedPrompt, Path], None]] = {
     "peft": export_peft,  # a folder PeftModel.from_pretrained(model, folder) loads

@@ -6,12 +6,9 @@ import re
 import threading
 from pathlib import Path
 
-import torch
-
-from ..api import TunedPrompt, load_prompt
-from ..engine import make_inputs
+from ..backbones import FrozenModel
 from ..errors import SoftPromptError
-from ..models import FrozenModel
+from ..tuned import TunedPrompt, load_prompt
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SUFFIX = ".safetensors"
@@ -53,7 +50,7 @@ class PromptStore:
             loaded = self._loaded.get(name)
             if loaded is None or loaded[0] != mtime:
                 prompt = load_prompt(path, self.base)
-                loaded = (mtime, prompt, _length(prompt))
+                loaded = (mtime, prompt, prompt.method.prompt_length())
                 self._loaded[name] = loaded
         return loaded
 
@@ -64,12 +61,3 @@ class PromptStore:
         if not NAME.fullmatch(name) or path.resolve().parent != self.directory:
             raise SoftPromptError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (a file name in the prompts directory)")
         return path
-
-
-@torch.no_grad()
-def _length(prompt: TunedPrompt) -> int:
-    """Positions a prompt adds before a text, measured on a one-token input (any method)."""
-    base = prompt.base
-    inputs = make_inputs(base, [[base.tokenizer.eos_token_id]], prompt.features(["x"]))
-    made = prompt.method(inputs)
-    return (made.embeds.shape[1] if made.embeds is not None else 0) + (made.key_values[0][0].shape[2] if made.key_values else 0)

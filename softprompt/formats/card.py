@@ -1,15 +1,12 @@
 """A model card (README.md) for a saved prompt: what it is, how well it did, how it was made and loaded."""
 from __future__ import annotations
 
-import shlex
-from dataclasses import fields
-
-from .api import TunedPrompt
-from .methods import method_class
-from .peft_format import peft_exportable
+from ..tuned import TunedPrompt
+from .peft import peft_exportable
 
 
-def model_card(prompt: TunedPrompt, prompt_file: str) -> str:
+def model_card(prompt: TunedPrompt, prompt_file: str, command: str = "") -> str:
+    """The card; `command` is the `softprompt train` command line that re-creates the run, if any."""
     info, method = prompt.info, prompt.method
     metrics = info.get("metrics", {})
     parameters = sum(p.numel() for p in method.parameters())
@@ -21,14 +18,14 @@ def model_card(prompt: TunedPrompt, prompt_file: str) -> str:
     lines = ["---", "library_name: softprompt", f"tags: [soft-prompt, {method.name}]", "---", "",
              f"# A `{method.name}` soft prompt for `{info.get('task', '?')}`", "",
              "| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows), ""]
-    if "train_config" in info:
-        lines += ["## How it was made", "", "```bash", train_command(info["train_config"]), "```", ""]
+    if command:
+        lines += ["## How it was made", "", "```bash", command, "```", ""]
     lines += ["## Load it with softprompt", "", "```python", "import softprompt", "",
               f'prompt = softprompt.load_prompt("{prompt_file}")   # refuses any other base model']
     if info.get("label_words"):
         lines += ['print(prompt.classify(["<an input formatted as in training>"]))']
     lines += ['print(prompt.generate(["<an input formatted as in training>"], max_new_tokens=8))', "```", ""]
-    if peft_exportable(method):
+    if peft_exportable(type(method)):
         lines += ["## Load it with Hugging Face PEFT", "", "```bash",
                   f"softprompt export {prompt_file} --format peft --output peft-adapter", "```", "", "```python",
                   "from peft import PeftModel", "from transformers import AutoModelForCausalLM", "",
@@ -51,20 +48,3 @@ def _metric_rows(metrics: dict) -> list[tuple[str, str]]:
     if metrics.get("seconds_per_step"):
         rows.append(("seconds per step (median)", f"{metrics['seconds_per_step']:.2f}"))
     return rows
-
-
-def train_command(config: dict) -> str:
-    """The `softprompt train` command line for a saved TrainConfig (as a dict): every non-default option."""
-    from .tasks import FileTaskOptions
-    from .train import TrainConfig
-
-    words = ["softprompt", "train"]
-    method_config = method_class(config["method"]).config_class
-    sources = [(TrainConfig, config), (method_config, config.get("method_options", {})),
-               (FileTaskOptions, config.get("file_options", {}))]
-    for cls, values in sources:
-        for item in fields(cls):
-            value = values.get(item.name, item.default)
-            if item.name in values and (value != item.default or item.name in ("task", "method")) and not isinstance(value, dict):
-                words += [f"--{item.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return shlex.join(words)

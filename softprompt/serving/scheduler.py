@@ -8,19 +8,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..generate import FINISHED, stop_ids
-from ..models import FrozenModel
-from .batch import Row, generate_steps, next_token_logprobs, target_logprobs
+from ..backbones import FrozenModel
+from ..runtime.generation import FINISHED, stop_ids
+from ..runtime.scoring import answer_scores
+from .mixed import Row, answer_logprobs_of, generate_steps, next_token_logprobs
 
 SCORE_SUB_BATCH = 8  # rows per forward when scoring a micro-batch (see _by_length)
 
 
 @dataclass
 class ScoreJob:
-    """Log-probability of each choice (token ids) after the row's text."""
+    """Score of each choice (token ids) after the row's text: summed log-probability, or its mean per token."""
 
     row: Row
     choices: list[list[int]]
+    length_normalized: bool = False
     result: asyncio.Future = None
 
 
@@ -32,6 +34,7 @@ class GenerateJob:
     max_new_tokens: int
     temperature: float
     tokens: asyncio.Queue = field(default_factory=asyncio.Queue)
+    started: bool = False  # a token was sent: the job can no longer be re-run after a failure
 
 
 class Batcher:
@@ -43,8 +46,8 @@ class Batcher:
         self.batches_run = 0
         self._seeds = itertools.count()
 
-    async def score(self, row: Row, choices: list[list[int]]) -> torch.Tensor:
-        job = ScoreJob(row, choices, asyncio.get_running_loop().create_future())
+    async def score(self, row: Row, choices: list[list[int]], length_normalized: bool = False) -> torch.Tensor:
+        job = ScoreJob(row, choices, length_normalized, asyncio.get_running_loop().create_future())
         await self.queue.put(job)
         return await job.result
 
@@ -71,16 +74,21 @@ class Batcher:
         scores = [job for job in batch if isinstance(job, ScoreJob)]
         generations = [job for job in batch if isinstance(job, GenerateJob)]
         for jobs, run in ((scores, self._score), (generations, self._generate)):
-            if not jobs:
-                continue
-            try:
-                run(jobs, loop)
-            except Exception as error:  # noqa: BLE001 -- the requests get the error; the server keeps running
-                for job in jobs:
-                    if isinstance(job, ScoreJob):
-                        loop.call_soon_threadsafe(_fail, job.result, error)
-                    else:
-                        loop.call_soon_threadsafe(job.tokens.put_nowait, ("error", error))
+            if jobs:
+                self._run_isolated(jobs, run, loop)
+
+    def _run_isolated(self, jobs: list, run, loop) -> None:
+        """Run the jobs together; if that fails, run each alone, so one bad row fails only its own request.
+        A generation that already streamed tokens is not re-run (its client would see them twice)."""
+        try:
+            run(jobs, loop)
+        except Exception as error:  # noqa: BLE001 -- the requests get the error; the server keeps running
+            retry = [job for job in jobs if len(jobs) > 1 and not getattr(job, "started", False)]
+            for job in jobs:
+                if job not in retry:
+                    _report_failure(job, error, loop)
+            for job in retry:
+                self._run_isolated([job], run, loop)
 
     def _score(self, jobs: list[ScoreJob], loop) -> None:
         """Single-token choices: one row per job, read at the next token. Longer ones: one row per choice,
@@ -90,12 +98,13 @@ class Batcher:
             logprobs = next_token_logprobs(self.base, [job.row for job in part])  # (B, V)
             for job, row in zip(part, logprobs):
                 loop.call_soon_threadsafe(_resolve, job.result, row[[c[0] for c in job.choices]])
-        longer = [job for job in jobs if not all(len(c) == 1 for c in job.choices)]
+        longer = [job for job in jobs if job not in single]
         if longer:
-            rows = [Row(job.row.ids + c, job.row.prompt, job.row.features) for job in longer for c in job.choices]
-            scores = target_logprobs(self.base, rows, [c for job in longer for c in job.choices])
-            for job, values in zip(longer, scores.split([len(job.choices) for job in longer])):
-                loop.call_soon_threadsafe(_resolve, job.result, values)
+            rows = [Row(job.row.ids + c, job.row.tuned, job.row.features, len(c)) for job in longer for c in job.choices]
+            logprobs, is_answer = answer_logprobs_of(self.base, rows)
+            sizes = [len(job.choices) for job in longer]
+            for job, values, mask in zip(longer, logprobs.split(sizes), is_answer.split(sizes)):
+                loop.call_soon_threadsafe(_resolve, job.result, answer_scores(values, mask, job.length_normalized))
 
     def _generate(self, jobs: list[GenerateJob], loop) -> None:
         stop, produced = stop_ids(self.base), [0] * len(jobs)
@@ -105,6 +114,7 @@ class Batcher:
             for job, index, token in zip(jobs, itertools.count(), next_ids.tolist()):
                 if token == FINISHED:
                     continue
+                job.started = True
                 produced[index] += 1
                 if token in stop:
                     loop.call_soon_threadsafe(job.tokens.put_nowait, ("end", "stop"))
@@ -130,3 +140,10 @@ def _resolve(future: asyncio.Future, value) -> None:
 def _fail(future: asyncio.Future, error: Exception) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+def _report_failure(job, error: Exception, loop: asyncio.AbstractEventLoop) -> None:
+    if isinstance(job, ScoreJob):
+        loop.call_soon_threadsafe(_fail, job.result, error)
+    else:
+        loop.call_soon_threadsafe(job.tokens.put_nowait, ("error", error))

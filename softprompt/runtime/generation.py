@@ -6,10 +6,9 @@ from collections.abc import Iterator
 
 import torch
 
-from .engine import make_inputs
-from .errors import SoftPromptError
-from .models import FrozenModel
-from .prompt import prompted_forward
+from ..backbones import FrozenModel, prompted_forward
+from ..errors import SoftPromptError
+from .batching import make_inputs
 
 FINISHED = -1  # what decode_steps yields for a row that has already stopped
 

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .files import atomic_path  # noqa: E402
+from ..storage import atomic_path  # noqa: E402
 
 
 def moving_average(values: list[float], window: int) -> list[float]:

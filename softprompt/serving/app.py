@@ -15,10 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..backbones import FrozenModel
 from ..errors import SoftPromptError
-from ..models import FrozenModel
-from .batch import Row
-from .batcher import Batcher
+from .mixed import Row
+from .scheduler import Batcher
 from .store import PromptStore, UnknownModel
 
 MAX_TEXT_CHARS = 100_000
@@ -108,13 +108,18 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not 1 <= len(texts) <= 64:
             raise SoftPromptError(f"input: give 1 to 64 texts, not {len(texts)}")
-        prompt = store.get(body.model)
-        labels = (prompt.info.get("label_words") if prompt else None) or []
-        if not labels:
-            raise SoftPromptError(f"model {body.model!r} has no label words: classify needs a prompt trained on a classification task")
+        tuned = await asyncio.to_thread(store.get, body.model)  # loading a file must not block the event loop
+        if tuned is None:
+            raise SoftPromptError(f"model {body.model!r} is the bare base model, which has no label words: classify needs a prompt trained on a classification task")
+        try:
+            labels = tuned.label_words()
+        except SoftPromptError as error:
+            raise SoftPromptError(f"model {body.model!r}: {error}") from error
         choices = [base.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
-        rows = [_row(store, prompt, body.model, text, base.tokenizer(text)["input_ids"], max(len(c) for c in choices)) for text in texts]
-        scores = await asyncio.wait_for(asyncio.gather(*(batcher.score(row, choices) for row in rows)), request_timeout_s)
+        room = max(len(c) for c in choices)
+        rows = await asyncio.to_thread(lambda: [_row(store, tuned, body.model, text, base.tokenizer(text)["input_ids"], room) for text in texts])
+        normalized = tuned.info.get("length_normalized", False)
+        scores = await asyncio.wait_for(asyncio.gather(*(batcher.score(row, choices, normalized) for row in rows)), request_timeout_s)
         data = []
         for index, probabilities in enumerate(torch.softmax(torch.stack(scores), -1)):
             data.append({"index": index, "label": labels[int(probabilities.argmax())].strip(),
@@ -122,7 +127,7 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
         return {"object": "list", "model": body.model, "data": data}
 
     async def _generate(body: Sampling, ids: list[int], text: str, kind: str):
-        row = _row(store, store.get(body.model), body.model, text, ids, body.max_tokens)
+        row = await asyncio.to_thread(lambda: _row(store, store.get(body.model), body.model, text, ids, body.max_tokens))
         job = await batcher.generate(row, body.max_tokens, body.temperature)
         head = {"id": f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex[:24]}",
                 "created": int(time.time()), "model": body.model}
@@ -168,8 +173,9 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
                 if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
                     yield chunk(text[len(sent):], None)
                     sent = text
-        except (asyncio.TimeoutError, RuntimeError) as error:
-            message = f"generation failed: {error}" if str(error) else f"no token within the {request_timeout_s:g} s limit"
+        except Exception as error:  # noqa: BLE001 -- any failure still ends the stream with an error event and [DONE]
+            timed_out = isinstance(error, asyncio.TimeoutError)
+            message = f"no token within the {request_timeout_s:g} s limit" if timed_out else f"generation failed: {str(error) or type(error).__name__}"
             yield f"data: {json.dumps({'error': {'message': message}})}\n\n"
         yield "data: [DONE]\n\n"
 
@@ -180,14 +186,14 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
     return app
 
 
-def _row(store: PromptStore, prompt, name: str, text: str, ids: list[int], room: int) -> Row:
+def _row(store: PromptStore, tuned, name: str, text: str, ids: list[int], room: int) -> Row:
     """The request as a batch row, refusing an input that would not fit the model's context."""
     prompt_tokens = store.prompt_length(name)
     limit = store.base.max_length
     if len(ids) + prompt_tokens + room > limit:
         raise SoftPromptError(f"input is {len(ids)} tokens; with the prompt's {prompt_tokens} and {room} to generate or score "
                               f"it exceeds the model's context of {limit} tokens")
-    return Row(ids, prompt, prompt.features([text]) if prompt is not None else None)
+    return Row(ids, tuned, tuned.features([text]) if tuned is not None else None)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SoftPromptError
-from ..files import existing_file
+from ..storage import existing_file
 from .base import Example, Task, seeded_carve
 
 
@@ -26,9 +27,22 @@ class FileTaskOptions:
     completion_field: str = "completion"
     """Generation: the field holding the reference continuation."""
     template: str = "{text}\nAnswer:"
-    """How a classification input is shown to the model ({text} is replaced)."""
+    """How a classification input is shown to the model ({text} is replaced; write {{ and }} for braces)."""
     test_file: str = ""
     """A separate test file; empty carves 20% of the data (seeded) as test."""
+
+
+def check_template(template: str) -> None:
+    """A template must show the text exactly through {text} and name no other field."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:
+        raise SoftPromptError(f"template {template!r} is not a valid format string ({error}); write {{{{ and }}}} for literal braces") from error
+    unknown = sorted({name for name in fields if name != "text"})
+    if unknown:
+        raise SoftPromptError(f"template {template!r} names unknown field(s) {unknown}: only {{text}} is filled in")
+    if "text" not in fields:
+        raise SoftPromptError(f"template {template!r} has no {{text}} field: every example would read the same input")
 
 
 def read_records(path: Path) -> list[tuple[int, dict]]:
@@ -78,6 +92,7 @@ def _examples(path: Path, options: FileTaskOptions) -> list[Example]:
 
 def load_file_task(path: str, options: FileTaskOptions | None = None) -> Task:
     options = options or FileTaskOptions()
+    check_template(options.template)
     examples = _examples(Path(path), options)
     if options.test_file:
         train, test = examples, _examples(Path(options.test_file), options)

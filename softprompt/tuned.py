@@ -1,18 +1,20 @@
-"""A trained prompt bundled with its frozen model: save, load, evaluate, classify, generate."""
+"""A trained prompt bundled with its frozen model (`TunedPrompt`): save, load, evaluate, classify, generate."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import torch
 
-from .engine import accuracy, choice_scores, encode, no_prompt
+from .backbones import FrozenModel, load_model
 from .errors import SoftPromptError
-from .files import read_tensors, save_tensors
-from .generate import generate_ids, generate_text
+from .evaluation import evaluate
 from .methods import PromptMethod, build_method
-from .models import FrozenModel, load_model
-from .prefix_cache import inference_prompt
-from .tasks import Example, Task, final_number
+from .runtime.batching import encode
+from .runtime.generation import generate_text
+from .runtime.prefix_cache import inference_prompt
+from .runtime.scoring import choice_scores
+from .storage import read_tensors, save_tensors
+from .tasks import Example, Task
 
 
 @dataclass
@@ -43,16 +45,22 @@ class TunedPrompt:
     def classify(self, texts: list[str]) -> list[dict]:
         """For each text (formatted as in training), the most likely label word and every label's probability."""
         _check_texts(texts)
-        labels = self.info.get("label_words") or []
-        if not labels:
-            raise SoftPromptError("this prompt was not trained on a classification task: it has no label words")
+        labels = self.label_words()
         self.method.eval()
         encoded = encode(self.base, [_as_example(t, labels) for t in texts], self.info.get("max_length", 512))
         with torch.no_grad():
-            scores = choice_scores(self.base, self, encoded, False, self.features(texts))
+            scores = choice_scores(self.base, self, encoded, self.info.get("length_normalized", False), self.features(texts))
         probabilities = torch.softmax(scores, -1)
         return [{"label": labels[int(p.argmax())].strip(), "probabilities": {l.strip(): float(v) for l, v in zip(labels, p)}}
                 for p in probabilities]
+
+    def label_words(self) -> list[str]:
+        """The labels `classify` chooses between: the answer choices every example of the training task shared."""
+        labels = self.info.get("label_words") or []
+        if not labels:
+            raise SoftPromptError("this prompt has no label words to classify with: it was trained on a generation task or on "
+                                  "one whose answer choices differ per example (multiple choice); score such choices with evaluate()")
+        return labels
 
     def generate(self, texts: list[str], max_new_tokens: int = 64, temperature: float = 0.0) -> list[str]:
         _check_texts(texts)
@@ -62,7 +70,7 @@ class TunedPrompt:
 
     def evaluate(self, task: Task, batch_size: int = 16, max_length: int = 256) -> dict:
         self.method.eval()
-        return evaluate_prompt(self.base, self, task, batch_size, max_length, self.features([e.prompt for e in task.test]))
+        return evaluate(self.base, self, task, batch_size, max_length, self.features([e.text for e in task.test]))
 
 
 def _check_texts(texts) -> None:
@@ -75,27 +83,6 @@ def _check_texts(texts) -> None:
 
 def _as_example(text: str, labels: list[str]) -> Example:
     return Example(text, tuple(labels), 0)
-
-
-def evaluate_prompt(base: FrozenModel, prompt_fn, task: Task, batch_size: int, max_length: int,
-                    features: torch.Tensor | None = None, progress=None) -> dict:
-    """The task's test metric: accuracy for choice tasks, exact match of the final number for generation."""
-    if not (isinstance(batch_size, int) and batch_size >= 1 and isinstance(max_length, int) and max_length >= 1):
-        raise SoftPromptError(f"batch_size and max_length must be integers >= 1, got {batch_size!r} and {max_length!r}")
-    examples = task.test
-    encoded = encode(base, examples, max_length)
-    if examples[0].is_choice:
-        return {"accuracy": accuracy(base, prompt_fn, encoded, task, batch_size, features, progress)}
-    correct = 0
-    for start in range(0, len(encoded), batch_size):
-        batch = encoded[start:start + batch_size]
-        batch_features = features[start:start + batch_size] if features is not None else None
-        outputs = generate_ids(base, prompt_fn, [e.context for e in batch], task.max_new_tokens, features=batch_features)
-        for ids, example in zip(outputs, examples[start:start + batch_size]):
-            correct += final_number(base.tokenizer.decode(ids)) == final_number(example.completion)
-        if progress is not None:
-            progress.update(len(batch))
-    return {"exact_match": correct / len(encoded)}
 
 
 def load_prompt(path, model: FrozenModel | None = None) -> TunedPrompt:
@@ -119,8 +106,3 @@ def load_prompt(path, model: FrozenModel | None = None) -> TunedPrompt:
     method.eval()
     info = {k: v for k, v in metadata.items() if k not in ("method", "config", "base_model", "format", "checksum")}
     return TunedPrompt(base, method, info)
-
-
-def zero_shot(base: FrozenModel, task: Task, batch_size: int = 16, max_length: int = 256) -> dict:
-    """The bare frozen model's test metric on `task`."""
-    return evaluate_prompt(base, no_prompt, task, batch_size, max_length)

@@ -18,12 +18,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .api import TunedPrompt
-from .errors import SoftPromptError
-from .files import METADATA_KEY
-from .methods import PromptMethod, build_method
-from .models import FrozenModel
-from .prompt import Prompt, PromptInputs
+from ..tuned import TunedPrompt
+from ..backbones import FrozenModel
+from ..errors import SoftPromptError
+from ..methods import METHODS, PromptMethod, build_method
+from ..storage import METADATA_KEY
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -35,10 +34,9 @@ def export_peft(prompt: TunedPrompt, output: Path) -> None:
     """Write `prompt` as a PEFT adapter folder (prompt tuning for embeddings, prefix tuning for keys/values)."""
     from peft import PrefixTuningConfig, PromptTuningConfig
 
-    if not peft_exportable(prompt.method):
+    if not peft_exportable(type(prompt.method)):
         raise SoftPromptError(f"method {prompt.method.name!r} has no PEFT equivalent: its prompt depends on the input "
-                              "or changes the model's layers (PEFT exports prompt-tuning, p-tuning, context-tuning, prefix-tuning, "
-                              "multitask-prompt-tuning)")
+                              f"or changes the model's layers (PEFT exports {', '.join(exportable_methods())})")
     base, static = prompt.base, prompt.method.shared_prefix()
     common = {"task_type": "CAUSAL_LM", "base_model_name_or_path": base.name, "num_transformer_submodules": 1,
               "num_layers": base.num_layers, "inference_mode": True}
@@ -59,23 +57,14 @@ def export_peft(prompt: TunedPrompt, output: Path) -> None:
         save_file({"prompt_embeddings": embeddings.detach().contiguous().cpu()}, str(folder / WEIGHTS_FILE), metadata=header)
 
 
-def peft_exportable(method: PromptMethod) -> bool:
-    """Whether the method's whole prompt is one fixed set of embeddings or of keys/values (what PEFT stores).
-    A shared prefix that comes with more (DePT's update of the input embeddings) has no PEFT equivalent."""
-    static = method.shared_prefix()
-    if static is None:
-        return False
-    parts = {name for name in ("embeds", "key_values", "input_delta", "before_layer") if getattr(static, name) is not None}
-    return parts in ({"embeds"}, {"key_values"}) and not _changes_the_input(method, static)
+def peft_exportable(method_class: type[PromptMethod]) -> bool:
+    """Whether a method's whole prompt is one fixed set of embeddings or of keys/values (what PEFT stores),
+    read from what it declares. DePT's update of the input embeddings or CaPT's layer hook has no PEFT equivalent."""
+    return not method_class.input_dependent and method_class.injects in ({"embeds"}, {"key_values"})
 
 
-def _changes_the_input(method: PromptMethod, prefix: Prompt) -> bool:
-    """Run the method on a one-token batch and see whether its prompt holds more than the prefix."""
-    width = prefix.embeds.shape[-1] if prefix.embeds is not None else 1
-    probe = PromptInputs(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.long), torch.zeros(1, 1, width))
-    with torch.no_grad():
-        full = method(probe)
-    return full.input_delta is not None or full.before_layer is not None
+def exportable_methods() -> list[str]:
+    return sorted(name for name, cls in METHODS.items() if peft_exportable(cls))
 
 
 def import_peft(folder: Path, base: FrozenModel) -> TunedPrompt:

@@ -5,7 +5,8 @@ from functools import cache
 
 import torch
 
-from .models import FrozenModel, load_model
+from .causal_lm import FrozenModel
+from .loading import load_model
 
 BASE_ENCODER = "base"  # the frozen model's own mean input embedding
 

@@ -1,0 +1,71 @@
+"""The one home of metrics: accuracy over answer choices and exact match of a generated final number,
+for a prompt (any callable giving an `Injection`) or for the bare model."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .backbones import FrozenModel
+from .errors import SoftPromptError
+from .runtime.batching import Encoded, bucketed_batches, encode
+from .runtime.generation import generate_ids
+from .runtime.scoring import choice_scores, no_prompt
+from .tasks import Task
+
+
+def evaluate(base: FrozenModel, prompt_fn, task: Task, batch_size: int = 16, max_length: int = 256,
+             features: torch.Tensor | None = None, progress=None) -> dict:
+    """The task's test metric: accuracy for choice tasks, exact match of the final number for generation.
+    `features` are the method's per-example features of task.test, if it uses any."""
+    if not (isinstance(batch_size, int) and batch_size >= 1 and isinstance(max_length, int) and max_length >= 1):
+        raise SoftPromptError(f"batch_size and max_length must be integers >= 1, got {batch_size!r} and {max_length!r}")
+    encoded = encode(base, task.test, max_length)
+    if task.test[0].is_choice:
+        return {"accuracy": accuracy(base, prompt_fn, encoded, task, batch_size, features, progress)}
+    return {"exact_match": exact_match(base, prompt_fn, encoded, task, batch_size, features, progress)}
+
+
+def zero_shot(base: FrozenModel, task: Task, batch_size: int = 16, max_length: int = 256) -> dict:
+    """The bare frozen model's test metric on `task`."""
+    return evaluate(base, no_prompt, task, batch_size, max_length)
+
+
+@torch.no_grad()
+def accuracy(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, batch_size: int,
+             features: torch.Tensor | None = None, progress=None) -> float:
+    """Share of examples whose highest-scoring choice is the true one."""
+    correct = 0
+    for batch in bucketed_batches([len(e.context) for e in encoded], batch_size, 0, 0, shuffle=False):
+        items = [encoded[i] for i in batch]
+        batch_features = features[[e.index for e in items]] if features is not None else None
+        scores = choice_scores(base, prompt_fn, items, task.length_normalized, batch_features)
+        correct += sum(int(p) == e.label for p, e in zip(scores.argmax(-1), items))
+        if progress is not None:
+            progress.update(len(items))
+    return correct / len(encoded)
+
+
+@torch.no_grad()
+def exact_match(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, batch_size: int,
+                features: torch.Tensor | None = None, progress=None) -> float:
+    """Share of examples whose greedy generation ends in the reference's final number."""
+    correct = 0
+    for start in range(0, len(encoded), batch_size):
+        batch = encoded[start:start + batch_size]
+        batch_features = features[[e.index for e in batch]] if features is not None else None
+        outputs = generate_ids(base, prompt_fn, [e.context for e in batch], task.max_new_tokens, features=batch_features)
+        for ids, example in zip(outputs, batch):
+            correct += final_number(base.tokenizer.decode(ids)) == final_number(task.test[example.index].completion)
+        if progress is not None:
+            progress.update(len(batch))
+    return correct / len(encoded)
+
+
+NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
+
+
+def final_number(text: str) -> str | None:
+    """The last number in a text, without thousands separators (GSM8K's answer convention)."""
+    found = NUMBER.findall(text.split("####")[-1]) or NUMBER.findall(text)
+    return found[-1].replace(",", "").rstrip(".") if found else None

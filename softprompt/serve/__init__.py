@@ -1,1 +1,0 @@
-"""Serving many soft prompts from one frozen model: mixed batches (`batch`), the HTTP server (`app`)."""

@@ -1,0 +1,92 @@
+"""The options of a training run (`softprompt train`, `softprompt.train()`), checked when set."""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..backbones.loading import DEFAULT_MODEL
+from ..configs import at_least, check_types
+from ..errors import SoftPromptError, unknown_choice
+from ..methods import method_class
+from ..tasks import FileTaskOptions
+from .optimizers import optimizer_class
+
+OBJECTIVES = ("choice", "lm")
+
+
+@dataclass
+class TrainConfig:
+    task: str = "sst2"
+    """A built-in task name or a .jsonl/.csv file."""
+    method: str = "prompt-tuning"
+    """A registered method (see `softprompt list`)."""
+    model: str = DEFAULT_MODEL
+    """An embedded model name, a local folder, or a hub id."""
+    output_dir: str = ""
+    """Where the prompt, checkpoint, log and plot go; empty means runs/<task>-<method>."""
+    epochs: int = 3
+    """Passes over the training examples."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run all epochs)."""
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    """Micro-batches per optimizer step (effective batch = batch_size x this)."""
+    learning_rate: float = 0.0
+    """0 uses the method's own default."""
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 256
+    """Longest text in tokens (context + answer; the prompt comes on top); longer contexts lose their beginning."""
+    dev_size: int = 0
+    """Training examples held out to pick the best epoch (0: train on all, keep the last prompt). A dev
+    set of a few dozen examples picks noise, so this only pays on larger training sets."""
+    objective: str = "choice"
+    """choice: cross-entropy over the answer choices (classification / multiple choice); lm: likelihood
+    of the true answer's tokens. Generation tasks always use lm."""
+    eval_batch_size: int = 16
+    checkpoint_every: int = 50
+    """Save a resumable checkpoint every N optimizer steps (and at every epoch end)."""
+    resume: bool = False
+    """Continue from output_dir's checkpoint."""
+    zero_shot: bool = True
+    """Also score the bare frozen model on the test set, for comparison."""
+    seed: int = 0
+    optimizer: str = "adamw"
+    """How the parameters are updated: see `softprompt list` (adamw: back-propagation through the frozen model)."""
+    log_with: str = ""
+    """Also send the training curves to an experiment tracker through accelerate: tensorboard (event files
+    under output_dir/logs; needs tensorboardX or tensorboard), wandb, mlflow... Empty: none."""
+    method_options: dict = field(default_factory=dict)
+    """The method's own options (see its config)."""
+    file_options: dict = field(default_factory=dict)
+    """Field names etc. for tasks read from files (see FileTaskOptions)."""
+
+    def __post_init__(self):
+        check_types(self)
+        at_least(self, 1, "epochs", "batch_size", "gradient_accumulation", "max_length", "eval_batch_size", "checkpoint_every")
+        at_least(self, 0, "max_steps", "dev_size", "seed", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm")
+        if self.warmup_ratio >= 1 or self.max_grad_norm == 0:
+            raise SoftPromptError(f"need warmup_ratio < 1 and max_grad_norm > 0, got {self.warmup_ratio!r} and {self.max_grad_norm!r}")
+        if self.objective not in OBJECTIVES:
+            raise unknown_choice("objective", self.objective, OBJECTIVES)
+        optimizer_class(self.optimizer)  # an unknown name is refused with the choices
+
+    def resolved_output_dir(self) -> Path:
+        tasks = "+".join(Path(name).stem for name in self.task.split(","))
+        return Path(self.output_dir or f"runs/{tasks}-{self.method}")
+
+
+def train_command(config: dict) -> str:
+    """The `softprompt train` command line for a saved TrainConfig (as a dict): every non-default option."""
+    words = ["softprompt", "train"]
+    method_config = method_class(config["method"]).config_class
+    sources = [(TrainConfig, config), (method_config, config.get("method_options", {})),
+               (FileTaskOptions, config.get("file_options", {}))]
+    for cls, values in sources:
+        for item in fields(cls):
+            value = values.get(item.name, item.default)
+            if item.name in values and (value != item.default or item.name in ("task", "method")) and not isinstance(value, dict):
+                words += [f"--{item.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return shlex.join(words)
