@@ -34,15 +34,16 @@ sys.path.insert(0, str(ROOT))
 import softprompt  # noqa: E402
 from softprompt.api import zero_shot  # noqa: E402
 from softprompt.configs import parse_options  # noqa: E402
-from softprompt.engine import accuracy, bucketed_batches, encode, lm_loss, no_prompt  # noqa: E402
 from softprompt.errors import SoftPromptError  # noqa: E402
 from softprompt.files import write_text_atomic  # noqa: E402
 from softprompt.methods import METHODS, method_class  # noqa: E402
-from softprompt.models import FrozenModel, load_model  # noqa: E402
+from softprompt.models import load_model  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
 
 # the report lives beside this script, and a script's own folder is first on sys.path
 from compare_report import JOINT, LORA, TASKS, ZERO_SHOT, carve_stats, chart, grid_so_far, report_text  # noqa: E402
+
+LORA_OPTIONS = {"rank": 8, "alpha": 16.0, "target_modules": "q_proj,v_proj"}  # the LoRA baseline's fixed shape: r=8 on q,v
 
 
 def versions() -> dict:
@@ -54,12 +55,13 @@ def versions() -> dict:
             "peft": peft.__version__, "python": platform.python_version()}
 
 
-def run_method(method: str, tasks: list[str], seed: int, args) -> dict[str, dict]:
-    """Train `method` on the tasks at once (one task for all but JOINT methods); each task's test result.
-    A joint run gets `steps` per task, so each task sees as many of its own batches as a single-task run."""
+def run_method(method: str, tasks: list[str], seed: int, args, options: dict, learning_rate: float = 0.0) -> dict[str, dict]:
+    """Train `method` with these method options on the tasks at once (one task for all but JOINT methods); each
+    task's test result. A learning rate of 0 keeps the method's own. A joint run gets `steps` per task, so each
+    task sees as many of its own batches as a single-task run."""
     with tempfile.TemporaryDirectory() as folder:
         config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, max_steps=args.steps * len(tasks),
-                                        method_options=args.options,
+                                        method_options=options, learning_rate=learning_rate,
                                         batch_size=args.batch_size, max_length=args.max_length, output_dir=folder,
                                         zero_shot=False, checkpoint_every=10**9,
                                         dev_size=0)  # every method trains on the whole train carve and keeps its last prompt
@@ -70,48 +72,14 @@ def run_method(method: str, tasks: list[str], seed: int, args) -> dict[str, dict
             for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
 
 
-def run_lora(task_name: str, seed: int, args) -> dict:
-    """LoRA r=8 on q,v through peft, trained with the same batches, loss, schedule and step count."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import get_linear_schedule_with_warmup
-
-    torch.manual_seed(seed)
-    fresh = load_model(args.base.name)
-    model = get_peft_model(fresh.model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
-    base = FrozenModel(fresh.name, model, fresh.tokenizer, fresh.fingerprint)
-    task = load_task(task_name)
-    train = encode(base, task.train, args.max_length)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lora_lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * args.steps), args.steps)
-    lengths = [len(e.context) + len(e.target) for e in train]
-    step, epoch, times = 0, 0, []
-    model.train()
-    while step < args.steps:
-        for batch in bucketed_batches(lengths, args.batch_size, seed, epoch):
-            start = time.perf_counter()
-            lm_loss(base, no_prompt, [train[i] for i in batch])[0].backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step(), scheduler.step(), optimizer.zero_grad()
-            times.append(time.perf_counter() - start)
-            step += 1
-            if step == args.steps:
-                break
-        epoch += 1
-    model.eval()
-    score = accuracy(base, no_prompt, encode(base, task.test, args.max_length), task, 16)
-    return {"accuracy": score, "trainable_parameters": sum(p.numel() for p in params),
-            "seconds_per_step": statistics.median(times), "steps": step}
-
-
 def run_cells(method: str, tasks: list[str], seed: int, args) -> dict[str, dict]:
     """One run: the results of the cells (method, task, seed) for each task (several only for JOINT methods)."""
     if method == ZERO_SHOT:
         return {tasks[0]: {"accuracy": zero_shot(args.base, load_task(tasks[0]), max_length=args.max_length)["accuracy"],
                            "trainable_parameters": 0, "seconds_per_step": None, "steps": 0}}
-    if method == LORA:
-        return {tasks[0]: run_lora(tasks[0], seed, args)}
-    return run_method(method, tasks, seed, args)
+    if method == LORA:  # trained like every method, with the same batches, schedule and steps; --option is refused for it
+        return run_method(method, tasks, seed, args, LORA_OPTIONS, args.lora_lr)
+    return run_method(method, tasks, seed, args, args.options)
 
 
 def variant_name(method: str, options: dict) -> str:
