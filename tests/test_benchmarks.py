@@ -19,9 +19,9 @@ def compare(*args):
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def load_compare():
-    """benchmarks/compare.py as a module, to test its report functions without running a grid."""
-    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
+def load_report():
+    """benchmarks/compare_report.py as a module, to test the comparison report's functions without running a grid."""
+    spec = importlib.util.spec_from_file_location("compare_report", ROOT / "benchmarks" / "compare_report.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -140,13 +140,13 @@ def test_serve_speed_soak_part_runs_the_server_process_and_reads_its_memory(tmp_
 
 def test_claims_are_judged_from_the_cells_present():
     """A claim holds, fails or stays open depending on the tasks measured; zero-shot floors name the losers."""
-    compare_module = load_compare()
+    report_module = load_report()
     scores = {("prompt-tuning", "sst2"): [0.80, 0.82], ("lopa", "sst2"): [0.85], ("capt", "sst2"): [0.70],
               ("prompt-tuning", "rte"): [0.60], ("lopa", "rte"): [0.61], ("capt", "rte"): [0.50],
               ("prompt-tuning", "mrpc"): [0.70], ("lopa", "mrpc"): [0.70], ("pt-moe", "sst2"): [0.90], ("zero-shot", "sst2"): [0.75]}
     cells = {key: [{"accuracy": a} for a in values] for key, values in scores.items()}
-    lines = compare_module.claim_lines(cells, ["zero-shot", "prompt-tuning", "lopa", "capt", "pt-moe", "lora"], ["sst2", "rte", "mrpc", "boolq"], 2,
-                                       {"sst2": 3.0, "rte": 2.0})  # test-carve standard errors; mrpc has none
+    lines = report_module.claim_lines(cells, ["zero-shot", "prompt-tuning", "lopa", "capt", "pt-moe", "lora"], ["sst2", "rte", "mrpc", "boolq"], 2,
+                                      {"sst2": 3.0, "rte": 2.0})  # test-carve standard errors; mrpc has none
     claims = {line.split(",")[0][2:]: line for line in lines if line.startswith("- ")}
     assert "held on 3 of 3 measured (sst2 85.0 vs 81.0; rte 61.0 vs 60.0; mrpc 70.0 vs 70.0): **holds**" in claims["LoPA >= prompt tuning (same m)"]
     assert claims["LoPA >= prompt tuning (same m)"].endswith("; margins within one test-carve standard error: rte +1.0 vs ± 2.0")  # sst2's +4 is not
@@ -159,11 +159,11 @@ def test_claims_are_judged_from_the_cells_present():
 
 
 def test_claims_are_compared_seed_by_seed_on_the_seeds_both_have():
-    compare_module = load_compare()
+    report_module = load_report()
     cells = {("prompt-tuning", "sst2"): [{"seed": 0, "accuracy": 0.80}, {"seed": 1, "accuracy": 0.82}, {"seed": 2, "accuracy": 0.84}],
              ("lopa", "sst2"): [{"seed": 2, "accuracy": 0.83}, {"seed": 0, "accuracy": 0.81}],  # seed 1 missing, order as globbed
              ("lopa", "rte"): [{"seed": 0, "accuracy": 0.60}]}  # no baseline on rte
-    assert compare_module.paired_lines(cells, ["sst2", "rte"])[-3:] == [
+    assert report_module.paired_lines(cells, ["sst2", "rte"])[-3:] == [
         "| lopa vs prompt-tuning | 1 of 2: +1.0, -1.0 | — |",
         "| capt vs prompt-tuning | — | — |",
         "| pt-moe vs prompt-tuning | — | — |",
@@ -172,25 +172,25 @@ def test_claims_are_compared_seed_by_seed_on_the_seeds_both_have():
 
 def test_matching_the_majority_floor_is_not_clearing_it():
     """mrpc's floor is 84/128 = 65.625: a method with the same 84 right answers is not above it, though 65.6 rounds alike."""
-    compare_module = load_compare()
+    report_module = load_report()
     cells = {("lopa", "mrpc"): [{"accuracy": 84 / 128}], ("capt", "mrpc"): [{"accuracy": 85 / 128}]}
-    lines = compare_module.floor_lines(cells, ["lopa", "capt"], ["mrpc"], {"mrpc": 100 * 84 / 128})
+    lines = report_module.floor_lines(cells, ["lopa", "capt"], ["mrpc"], {"mrpc": 100 * 84 / 128})
     assert lines[-1] == "- mrpc (floor 65.6): 1 of 2 measured: capt 66.4"
 
 
 def test_chart_starts_below_every_bar_and_whisker():
     """A fixed start at 40 hid zero-shot's 34.4 on mrpc; the start now follows the lowest error-bar end."""
-    compare_module = load_compare()
-    assert compare_module.chart_floor([34.4, 86.3, math.nan], [0.0, 1.5, 0.0]) == 30  # a missing cell (nan) is ignored
-    assert compare_module.chart_floor([57.3, 47.3], [2.0, 4.0]) == 40  # 43.3 is the lowest whisker end
-    assert compare_module.chart_floor([50.0], [0.0]) == 40  # a bar ending on a multiple of 10 keeps a margin below it
-    assert compare_module.chart_floor([3.0], [5.0]) == 0  # never below zero
+    report_module = load_report()
+    assert report_module.chart_floor([34.4, 86.3, math.nan], [0.0, 1.5, 0.0]) == 30  # a missing cell (nan) is ignored
+    assert report_module.chart_floor([57.3, 47.3], [2.0, 4.0]) == 40  # 43.3 is the lowest whisker end
+    assert report_module.chart_floor([50.0], [0.0]) == 40  # a bar ending on a multiple of 10 keeps a margin below it
+    assert report_module.chart_floor([3.0], [5.0]) == 0  # never below zero
 
 
 def test_spread_is_the_seed_standard_deviation_in_points():
     """The table's ± and the chart's whiskers: sample std over seeds, 0 where one or no seed ran."""
-    compare_module = load_compare()
+    report_module = load_report()
     cells = {("lopa", "sst2"): [{"accuracy": 0.80}, {"accuracy": 0.84}, {"accuracy": 0.86}], ("lopa", "rte"): [{"accuracy": 0.5}]}
-    assert math.isclose(compare_module.accuracy_spread(cells, "lopa", "sst2"), statistics.stdev([80, 84, 86]))  # 3.06, not the population 2.49
-    assert compare_module.accuracy_spread(cells, "lopa", "rte") == 0.0
-    assert compare_module.accuracy_spread(cells, "lopa", "mrpc") == 0.0
+    assert math.isclose(report_module.accuracy_spread(cells, "lopa", "sst2"), statistics.stdev([80, 84, 86]))  # 3.06, not the population 2.49
+    assert report_module.accuracy_spread(cells, "lopa", "rte") == 0.0
+    assert report_module.accuracy_spread(cells, "lopa", "mrpc") == 0.0

@@ -1,0 +1,251 @@
+"""The comparison report (docs/results.md and its bar chart), built from the cells benchmarks/compare.py wrote.
+
+`cells` maps (method or variant name, task) to that cell's run records, one per seed. Everything here is a
+function of those records and the tasks' test carves, so it is tested without training anything.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import NamedTuple
+
+from softprompt.methods import METHODS
+from softprompt.training.plots import plt
+
+# The grid's names, shared with the runner (benchmarks/compare.py), which imports them from here.
+ZERO_SHOT, LORA = "zero-shot", "lora"
+JOINT = {"multitask-prompt-tuning"}  # trained on all the run's tasks at once: one run fills a cell per task
+TASKS = ["sst2", "rte", "mrpc", "boolq"]
+CLAIMS = [  # (the claim, method, baseline, on how many tasks it must hold: None = every task)
+    ("LoPA >= prompt tuning (same m)", "lopa", "prompt-tuning", 3),
+    ("CaPT (one vector per layer) >= prompt tuning (20 tokens)", "capt", "prompt-tuning", 3),
+    ("PT-MoE >= prompt tuning", "pt-moe", "prompt-tuning", None),
+]
+MUST_BEAT_ZERO_SHOT = ["sst2", "boolq"]
+
+
+def report_text(args, cells: dict, methods: list[str], tasks: list[str], seeds: list[int], carves: dict) -> str:
+    """docs/results.md. `args` is the command line building it (model, budget, command, results folder);
+    `carves` holds each task's CarveStats (None for a carve without labels)."""
+    noise = {t: c.standard_error for t, c in carves.items() if c}
+    floors = {t: c.floor for t, c in carves.items() if c}
+    splits = sorted({r["split"] for runs in cells.values() for r in runs})
+    return "\n".join([*header_lines(args, cells), *table_lines(cells, methods, tasks, seeds, carves), "",
+                      *claim_lines(cells, methods, tasks, len(seeds), noise), *paired_lines(cells, tasks),
+                      *floor_lines(cells, methods, tasks, floors), *variant_lines(cells, tasks), *joint_lines(cells, args.steps),
+                      "", "Splits:", *[f"- {s}" for s in splits], "", "![accuracy by method and task](results.png)", ""])
+
+
+def header_lines(args, cells: dict) -> list[str]:
+    """Which commands made the cells, and the budget every run had."""
+    commands = sorted({r["command"] for runs in cells.values() for r in runs})
+    return [f"# Method comparison on {args.model}", "",
+            f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran:",
+            *[f"- `{c}`" for c in commands], "",
+            f"Budget per run: {args.steps} optimizer steps of batch {args.batch_size}, inputs cut to {args.max_length} tokens. "
+            "Accuracy on each task's held-out test carve (see the split notes), mean ± std over the seeds present; "
+            "`n/N` says how many seeds of the grid ran. Missing cells are marked —. "
+            "s/step is the median of one run's steps and depends on what else the machine was doing: "
+            "read it as a rough size, not a speed comparison.", ""]
+
+
+def table_lines(cells: dict, methods: list[str], tasks: list[str], seeds: list[int], carves: dict) -> list[str]:
+    """The accuracy table: what each test carve allows (floor, noise), then a row per method."""
+    return ["| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|",
+            "| majority class (always the test carve's commonest answer) | " + " | ".join(f"{carves[t].floor:.1f}" if carves[t] else "—" for t in tasks) + " | 0 |  |",
+            "| test rows (± one standard error of an accuracy there) | " + " | ".join(f"{carves[t].rows} (± {carves[t].standard_error:.1f})" if carves[t] else "—" for t in tasks) + " |  |  |",
+            *[table_row(cells, method, tasks, 1 if method == ZERO_SHOT else len(seeds)) for method in methods]]
+
+
+def table_row(cells: dict, method: str, tasks: list[str], wanted: int) -> str:
+    """A method's mean ± spread (seeds present/wanted) per task, its trainable parameters and median s/step."""
+    row, params, speed = [], "", ""
+    for task in tasks:
+        runs = cells.get((method, task), [])
+        if not runs:
+            row.append(f"— (0/{wanted})")
+            continue
+        spread = f" ± {accuracy_spread(cells, method, task):.1f}" if len(runs) > 1 else ""
+        row.append(f"{mean_accuracy(cells, method, task):.1f}{spread} ({len(runs)}/{wanted})")
+        params = f"{runs[0]['trainable_parameters']:,}"
+        timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
+        speed = f"{statistics.median(timed):.2f}" if timed else speed
+    return f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |"
+
+
+def grid_so_far(cells: dict, methods: list[str], tasks: list[str], seeds: list[int]) -> tuple[list[str], list[str], list[int]]:
+    """This run's methods, tasks and seeds together with every one the cells hold, in the default grid's order:
+    a run that fills part of the grid must not write a report that hides the rest."""
+    records = [r for runs in cells.values() for r in runs]
+    specs = {Path(r["task"]).stem: r["task"] for r in records} | {Path(t).stem: t for t in tasks}  # this run's spelling wins
+    methods = in_order([*methods, *(r["method"] for r in records if "options" not in r)], [ZERO_SHOT, *METHODS, LORA])
+    stems = in_order([*(Path(t).stem for t in tasks), *(Path(r["task"]).stem for r in records)], TASKS)
+    return methods, [specs[stem] for stem in stems], sorted({*seeds, *(r["seed"] for r in records)})
+
+
+def in_order(names: list[str], default: list[str]) -> list[str]:
+    """Each name once: those of the default grid in its order, then the others as they came."""
+    return sorted(dict.fromkeys(names), key=lambda name: default.index(name) if name in default else len(default))
+
+
+def joint_lines(cells: dict, steps: int) -> list[str]:
+    """What each JOINT method's cells were trained on, and a warning where seeds come from different task sets."""
+    seeds_by_set = {}
+    for (name, _), runs in sorted(cells.items()):
+        if name.split("@")[0] not in JOINT:
+            continue
+        for r in runs:
+            names = ",".join(Path(t).stem for t in r.get("joint_tasks", [r["task"]]))
+            seeds_by_set.setdefault(name, {}).setdefault(names, set()).add(r["seed"])
+    lines = []
+    for name, sets in seeds_by_set.items():
+        runs = "; ".join(f"on {names} (seeds {', '.join(map(str, sorted(seeds)))})" for names, seeds in sorted(sets.items()))
+        lines.append(f"\n{name}: one run per seed trains on all its tasks at once, for {steps} steps per task: {runs}; "
+                     "its cells are that run's per-task test accuracies."
+                     + (" **Its cells mix runs on different task sets: rerun them on one set before comparing.**" if len(sets) > 1 else ""))
+    return lines
+
+
+def paired_lines(cells: dict, tasks: list[str]) -> list[str]:
+    """Each claim seed by seed: a method and its baseline run with the same seed see the same training batches and
+    the same test rows, so a loss on every seed says more than a mean margin inside the test carve's noise."""
+    lines = ["", ("Seed by seed (same seed: same training batches, same test rows): on how many seeds the method "
+                  "scored at least its baseline, and each seed's difference in points."), "",
+             "| method vs baseline | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for method, baseline in dict.fromkeys((method, baseline) for _, method, baseline, _ in CLAIMS):
+        row = []
+        for task in tasks:
+            ours, theirs = ({r["seed"]: 100 * r["accuracy"] for r in cells.get((name, task), [])} for name in (method, baseline))
+            differences = [ours[seed] - theirs[seed] for seed in sorted(ours.keys() & theirs.keys())]
+            row.append(f"{sum(d >= 0 for d in differences)} of {len(differences)}: " + ", ".join(f"{d:+.1f}" for d in differences)
+                       if differences else "—")
+        lines.append(f"| {method} vs {baseline} | " + " | ".join(row) + " |")
+    return lines
+
+
+def floor_lines(cells: dict, methods: list[str], tasks: list[str], floors: dict[str, float]) -> list[str]:
+    """Which methods clear the majority-class floor per task: where none do, the claims above compare noise."""
+    lines = ["", "Above the majority-class floor (mean accuracy > always answering the commonest label):", ""]
+    for task in [t for t in tasks if t in floors]:
+        scores = {m: mean_accuracy(cells, m, task) for m in methods}
+        measured = {m: v for m, v in scores.items() if v is not None}
+        above = [f"{m} {v:.1f}" for m, v in measured.items() if v > floors[task] + 1e-9]  # matching the floor is not clearing it
+        lines.append(f"- {task} (floor {floors[task]:.1f}): {len(above)} of {len(measured)} measured" + (f": {', '.join(above)}" if above else ""))
+    return lines
+
+
+def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
+    """Each variant's accuracy beside its method's defaults on the same seeds (the fair comparison)."""
+    variants = sorted({name for name, _ in cells if "@" in name})
+    if not variants:
+        return []
+    lines = ["", "## Tried beyond the defaults", "",
+             ("Variants set one of a method's options (--option); each cell reads variant vs the method's default "
+              "on the same seeds (how many seeds), — where either is missing."), "",
+             "| variant | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for name in variants:
+        row = []
+        for task in tasks:
+            ours = {r["seed"]: r["accuracy"] for r in cells.get((name, task), [])}
+            default = {r["seed"]: r["accuracy"] for r in cells.get((name.split("@")[0], task), [])}
+            shared = sorted(ours.keys() & default.keys())
+            row.append(f"{100 * statistics.mean(ours[s] for s in shared):.1f} vs "
+                       f"{100 * statistics.mean(default[s] for s in shared):.1f} ({len(shared)})" if shared else "—")
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
+
+
+class CarveStats(NamedTuple):
+    rows: int  # labelled test rows
+    floor: float  # majority share in points: the accuracy of always answering the commonest label
+    standard_error: float  # binomial, of an accuracy at the floor, in points: smaller differences are noise
+
+
+def carve_stats(task) -> CarveStats | None:
+    """What a test carve lets one conclude; None for a carve without labels."""
+    labels = Counter(e.label for e in task.test if e.label is not None)
+    if not labels:
+        return None
+    share = labels.most_common(1)[0][1] / labels.total()
+    return CarveStats(labels.total(), 100 * share, 100 * math.sqrt(share * (1 - share) / labels.total()))
+
+
+def mean_accuracy(cells: dict, method: str, task: str) -> float | None:
+    runs = cells.get((method, task))
+    return 100 * statistics.mean(r["accuracy"] for r in runs) if runs else None
+
+
+def accuracy_spread(cells: dict, method: str, task: str) -> float:
+    """Standard deviation over seeds in points; 0 where fewer than two seeds ran."""
+    scores = [100 * r["accuracy"] for r in cells.get((method, task), [])]
+    return statistics.stdev(scores) if len(scores) > 1 else 0.0
+
+
+def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: int, noise: dict[str, float]) -> list[str]:
+    """The issue's claims, judged from the cells present: a claim holds once it has held on enough tasks,
+    fails once too few tasks are left for it to hold, and is open otherwise. Margins smaller than the task's
+    test-carve standard error (`noise`, points) are named: the verdict counts them, a reader should not."""
+    lines = ["## The claims, judged on the cells present", "",
+             "Means over the seeds present (the n/N above): a verdict reached on fewer seeds than the grid's can change.", ""]
+    for claim, method, baseline, needed in CLAIMS:
+        needed = min(needed or len(tasks), len(tasks))
+        measured = [(t, mean_accuracy(cells, method, t), mean_accuracy(cells, baseline, t)) for t in tasks]
+        measured = [(t, ours, theirs) for t, ours, theirs in measured if ours is not None and theirs is not None]
+        held = sum(ours >= theirs for _, ours, theirs in measured)
+        verdict = ("holds" if held >= needed else "does not hold" if held + len(tasks) - len(measured) < needed else "open")
+        detail = "; ".join(f"{t} {ours:.1f} vs {theirs:.1f}" for t, ours, theirs in measured) or "no task measured"
+        seeds = min((len(cells[(m, t)]) for t, *_ in measured for m in (method, baseline)), default=0)
+        close = [f"{t} {ours - theirs:+.1f} vs ± {noise[t]:.1f}" for t, ours, theirs in measured if t in noise and abs(ours - theirs) < noise[t]]
+        lines.append(f"- {claim}, needed on {needed} of {len(tasks)} tasks: held on {held} of {len(measured)} measured "
+                     f"({detail}): **{verdict}**" + (f" (on {seeds} of {grid_seeds} seeds)" if seeds < grid_seeds else "")
+                     + (f"; margins within one test-carve standard error: {', '.join(close)}" if close else ""))
+    lines += zero_shot_lines(cells, methods, tasks)
+    return lines
+
+
+def zero_shot_lines(cells: dict, methods: list[str], tasks: list[str]) -> list[str]:
+    """The claim that every method beats zero-shot, judged on each task where it must."""
+    lines = []
+    for task in [t for t in MUST_BEAT_ZERO_SHOT if t in tasks]:
+        floor = mean_accuracy(cells, ZERO_SHOT, task)
+        scores = {m: mean_accuracy(cells, m, task) for m in methods if m != ZERO_SHOT}
+        if floor is None:
+            lines.append(f"- every method beats zero-shot on {task}: no zero-shot cell yet: **open**")
+            continue
+        below = [f"{m} {v:.1f}" for m, v in scores.items() if v is not None and v <= floor]
+        missing = [m for m, v in scores.items() if v is None]
+        verdict = "does not hold" if below else "open" if missing else "holds"
+        lines.append(f"- every method beats zero-shot ({floor:.1f}) on {task}: {sum(v is not None for v in scores.values()) - len(below)} "
+                     f"of {len(scores)} do" + (f"; not: {', '.join(below)}" if below else "")
+                     + (f"; no cell yet: {', '.join(missing)}" if missing else "") + f": **{verdict}**")
+    return lines
+
+
+def chart_floor(means: list[float], errors: list[float]) -> float:
+    """The y-axis start: a multiple of 10 under every bar's lowest error-bar end, so no bar or whisker is cut
+    (a fixed start hid zero-shot's 34.4 on mrpc), yet high enough that small differences stay visible."""
+    lows = [mean - error for mean, error in zip(means, errors) if not math.isnan(mean)]
+    return max(0.0, 10 * math.floor(min(lows, default=0) / 10 - 0.05))
+
+
+def chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> None:
+    """A bar per method and task (mean accuracy, whiskers the spread over seeds), saved as a PNG at `path`."""
+    figure, axis = plt.subplots(figsize=(min(14, 4 + 2.5 * len(tasks)), 4.5))
+    width = 0.8 / len(methods)
+    colors = plt.get_cmap("tab20").colors  # more methods than the default 10-colour cycle
+    all_means, all_errors = [], []
+    for i, method in enumerate(methods):
+        means = [math.nan if (mean := mean_accuracy(cells, method, t)) is None else mean for t in tasks]
+        errors = [accuracy_spread(cells, method, t) for t in tasks]
+        axis.bar([x + i * width for x in range(len(tasks))], means, width, yerr=errors, label=method, color=colors[i % len(colors)])
+        all_means += means
+        all_errors += errors
+    axis.set_xticks([x + 0.4 - width / 2 for x in range(len(tasks))], tasks)
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_ylim(chart_floor(all_means, all_errors), 100)
+    axis.legend(fontsize=7, ncol=3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
