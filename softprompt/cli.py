@@ -9,7 +9,7 @@ from pathlib import Path
 from .backbones.loading import DEFAULT_MODEL, EMBEDDED_MODELS
 from .configs import add_options, checked, given, read_yaml
 from .errors import SoftPromptError
-from .methods import METHODS, method_class
+from .methods import BASELINES, METHODS, method_class
 from .tasks import TASKS, FileTaskOptions
 from .training import TrainConfig
 from .training.optimizers import OPTIMIZERS
@@ -173,6 +173,9 @@ def _list(argv: list[str]) -> None:
     print("methods:")
     width = max(map(len, [*METHODS, *TASKS]))
     for name, cls in METHODS.items():
+        print(f"  {name:{width}} {cls.description}\n  {'':{width}} paper: {cls.paper}")
+    print("baselines (--method; they change the model instead of prompting it):")
+    for name, cls in BASELINES.items():
         print(f"  {name:{width}} {cls.description}\n  {'':{width}} paper: {cls.paper}")
     print("optimizers (--optimizer):")
     for name, cls in OPTIMIZERS.items():

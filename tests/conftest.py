@@ -65,12 +65,12 @@ def reviews_file(tmp_path):
 def trained_like(tiny_base, tiny_task):
     """A method on the tiny model as if trained: initialised from the task, every parameter nudged off its start
     (DePT's zero-initialised update must matter too). Seeded: the same name gives the same method."""
-    def make(name: str):
+    def make(name: str, options: dict | None = None, nudge: float = 0.05):
         torch.manual_seed(0)
-        method = build_method(name, tiny_base)
+        method = build_method(name, tiny_base, options)
         method.initialize(tiny_base, tiny_task)
         with torch.no_grad():
             for parameter in method.parameters():
-                parameter.add_(torch.randn_like(parameter) * 0.05)
+                parameter.add_(torch.randn_like(parameter) * nudge)
         return method.eval()
     return make

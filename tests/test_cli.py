@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 
 from softprompt.cli import main
-from softprompt.methods import METHODS
+from softprompt.methods import BASELINES, METHODS
+from softprompt.training.optimizers import OPTIMIZERS
 
 
 def run(capsys, *argv):
@@ -16,11 +17,12 @@ def run(capsys, *argv):
 def test_list_shows_methods_models_and_tasks(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0
-    for name in (*METHODS, "smollm2-135m", "minilm-l6", "sst2", "gsm8k"):
+    for name in (*METHODS, *BASELINES, *OPTIMIZERS, "smollm2-135m", "minilm-l6", "sst2", "gsm8k"):
         assert name in out
-    assert out.count("paper:") == len(METHODS)
+    assert out.count("paper:") == len(METHODS) + len(BASELINES)
     lines = out.splitlines()
-    columns = {line.index(cls.description) for cls in METHODS.values() for line in lines if line.endswith(cls.description)}
+    methods = {**METHODS, **BASELINES}.values()
+    columns = {line.index(cls.description) for cls in methods for line in lines if line.endswith(cls.description)}
     assert len(columns) == 1  # descriptions line up, even after multitask-prompt-tuning's long name
 
 

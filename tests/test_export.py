@@ -8,15 +8,20 @@ import torch
 from softprompt.tuned import TunedPrompt
 from softprompt.runtime.batching import make_inputs
 from softprompt.errors import SoftPromptError
-from softprompt.methods import METHODS
+from softprompt.methods import BASELINES, METHODS
 from softprompt.backbones import prompted_forward
-from softprompt.formats.prompt_embeds import prompt_embeds
+from softprompt.formats.prompt_embeds import INPUT_LEVEL, prompt_embeds
 
 TEXT = "Review: sharp writing and great acting\nSentiment:"
-INSIDE_THE_LAYERS = {"prefix-tuning", "capt"}
+ALL = {**METHODS, **BASELINES}
+INSIDE_THE_LAYERS = {name for name, cls in ALL.items() if not cls.injects <= INPUT_LEVEL}  # declarations: checked in test_methods_contract
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+def test_the_declarations_put_prefix_tuning_and_capt_inside_the_layers():
+    assert {"prefix-tuning", "capt", "lora"} <= INSIDE_THE_LAYERS and "prompt-tuning" not in INSIDE_THE_LAYERS
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
 def test_prompt_embeds_equal_the_first_layers_input(name, tiny_base, trained_like):
     method = trained_like(name)
     prompt = TunedPrompt(tiny_base, method, {})

@@ -1,5 +1,6 @@
-"""Every registered method, through the same protocol: shapes, padding invariance, gradients only on the
-prompt, learning on a fixed batch, and an exact save/load round trip. New methods are tested by adding them."""
+"""Every registered method (and baseline), through the same protocol: what it declares, padding invariance,
+gradients only on the prompt, learning on a fixed batch, an exact save/load round trip, cached generation,
+and a prompt read from the context alone. New methods are tested by adding them to the registry."""
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,9 @@ from softprompt.tuned import TunedPrompt, load_prompt
 from softprompt.runtime.batching import encode, make_inputs
 from softprompt.runtime.scoring import lm_loss
 from softprompt.runtime.generation import generate_ids
-from softprompt.methods import METHODS, build_method
-from softprompt.backbones import prompted_forward
+from softprompt.methods import BASELINES, METHODS, build_method
+from softprompt.backbones import Injection, prompted_forward, weight_hooks
+from softprompt.runtime.scoring import target_logprobs
 
 
 def built(name, base, task):
@@ -20,7 +22,7 @@ def built(name, base, task):
     return method
 
 
-@pytest.fixture(params=sorted(METHODS))
+@pytest.fixture(params=sorted({**METHODS, **BASELINES}))
 def method_name(request):
     return request.param
 
@@ -82,7 +84,7 @@ def test_save_load_round_trip_is_exact(method_name, tiny_base, tiny_task, tmp_pa
 
 
 def test_every_method_is_listed_with_a_paper(method_name):
-    cls = METHODS[method_name]
+    cls = {**METHODS, **BASELINES}[method_name]
     assert cls.description and cls.paper and cls.name == method_name
 
 
@@ -98,3 +100,75 @@ def test_batched_generation_equals_one_row_at_a_time(method_name, tiny_base, tin
                              features=encoded[row:row + 1] if encoded is not None else None)
         assert together[row] == alone[0]
     assert all(len(ids) == 5 for ids in together)  # a random model does not stop early: all steps ran
+
+
+INJECTION_PARTS = ("embeds", "key_values", "input_delta", "before_layer", "weight_updates")
+
+
+def test_what_a_method_declares_is_what_it_returns(method_name, tiny_base, tiny_task, trained_like):
+    """injects, prompt_length and input_dependent, which export and serving read instead of probing."""
+    method = trained_like(method_name)  # off its initial values: IDPG, LoRA start input-blind or as the bare model
+    first, second = tiny_task.train[0], tiny_task.train[2]  # two different inputs
+    made = [_injection_and_prompt_logits(method, tiny_base, example) for example in (first, second)]
+    injection = made[0][0]
+    assert {part for part in INJECTION_PARTS if getattr(injection, part) is not None} == set(method.injects)
+    length = (injection.embeds.shape[1] if injection.embeds is not None else 0) + (
+        injection.key_values[0][0].shape[2] if injection.key_values else 0)
+    assert length == method.prompt_length()
+    if injection.embeds is not None:  # the states at the prompt's own positions differ only if the input shapes them
+        differs = not torch.allclose(made[0][1], made[1][1], atol=1e-5)
+    elif injection.key_values is not None:
+        differs = any(not torch.equal(a, b) for x, y in zip(made[0][0].key_values, made[1][0].key_values) for a, b in zip(x, y))
+    else:
+        probe = torch.randn(1, 3, tiny_base.hidden_size)
+        differs = any(not torch.equal(made[0][0].weight_updates[k](probe), made[1][0].weight_updates[k](probe)) for k in injection.weight_updates)
+    assert differs == method.input_dependent
+
+
+def _injection_and_prompt_logits(method, base, example) -> tuple[Injection, torch.Tensor]:
+    inputs = make_inputs(base, [encode(base, [example], 128)[0].context], features(method, base, [example]))
+    with torch.no_grad():
+        injection = method(inputs)
+        logits = prompted_forward(base, injection, inputs, logits_to_keep=0)[0].logits
+    m = injection.embeds.shape[1] if injection.embeds is not None else 0
+    return injection, logits[0, :m]
+
+
+def test_scoring_an_answer_uses_the_prompt_of_the_context_alone(method_name, tiny_base, tiny_task, trained_like):
+    """The answer must never shape the prompt that predicts it: its log-probabilities when scored in one pass
+    equal those of feeding it token by token after a prefill of the context alone, as generation does."""
+    assert_answer_blind(trained_like(method_name), tiny_base, tiny_task)
+
+
+# Options under which the input reaches the prompt through the batch itself (not through cached features).
+READS_THE_BATCH = [("lopa", {"instance_encoder": "base"}), ("idpg", {"instance_encoder": "base"}), ("pt-moe", {"num_experts": 2, "top_k": 2})]
+
+
+@pytest.mark.parametrize("name, options", READS_THE_BATCH)
+def test_a_prompt_computed_from_the_batch_never_reads_the_answer(name, options, tiny_base, tiny_task, trained_like):
+    assert_answer_blind(trained_like(name, options, nudge=1.0), tiny_base, tiny_task)  # an input signal strong enough to see
+
+
+def assert_answer_blind(method, tiny_base, tiny_task):
+    example = tiny_task.test[0]
+    context = encode(tiny_base, [example], 128)[0].context
+    answer = tiny_base.tokenizer(" a warm and witty delight", add_special_tokens=False)["input_ids"]
+    encoded = features(method, tiny_base, [example])
+    with torch.no_grad():
+        while_scoring = []
+        scored, _ = target_logprobs(tiny_base, lambda batch: while_scoring.append(method(batch)) or while_scoring[-1],
+                                    [context], [answer], encoded)
+        inputs = make_inputs(tiny_base, [context], encoded)
+        injection = method(inputs)
+        if injection.embeds is not None:  # the prompt itself, where it is a tensor
+            torch.testing.assert_close(while_scoring[0].embeds, injection.embeds, atol=1e-6, rtol=0)
+        output, mask = prompted_forward(tiny_base, injection, inputs, logits_to_keep=1, use_cache=True)
+        stepwise = []
+        for token in answer:
+            stepwise.append(torch.log_softmax(output.logits[0, -1].float(), -1)[token])
+            position = mask.sum(-1, keepdim=True)
+            mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
+            with weight_hooks(tiny_base, injection.weight_updates):
+                output = tiny_base.model(input_ids=torch.tensor([[token]]), attention_mask=mask, position_ids=position,
+                                         past_key_values=output.past_key_values, use_cache=True, logits_to_keep=1)
+    torch.testing.assert_close(scored[0], torch.stack(stepwise), atol=1e-4, rtol=1e-4)

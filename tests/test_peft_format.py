@@ -19,9 +19,9 @@ from softprompt.cli import main
 from softprompt.runtime.batching import make_inputs
 from softprompt.errors import SoftPromptError
 from softprompt.formats import export_prompt
-from softprompt.methods import build_method
+from softprompt.methods import BASELINES, METHODS, build_method
 from softprompt.backbones import load_model
-from softprompt.formats.peft import import_peft
+from softprompt.formats.peft import import_peft, peft_exportable
 from softprompt.backbones import prompted_forward
 
 TEXTS = ["Review: a warm film\nSentiment:", "Review: dull and slow\nSentiment:"]  # same token count: no padding
@@ -101,7 +101,14 @@ def test_an_adapter_trained_in_peft_imports_with_the_same_logits(tmp_path, tiny_
     torch.testing.assert_close(our_logits(prompt, ids), peft_logits(peft_model.eval(), ids), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["idpg", "dept", "capt"])
+NO_PEFT_FORM = sorted(name for name, cls in {**METHODS, **BASELINES}.items() if not peft_exportable(cls))
+
+
+def test_the_declarations_leave_no_peft_form_to_input_dependent_and_layer_methods():
+    assert {"idpg", "dept", "capt", "lopa", "pt-moe", "lora"} <= set(NO_PEFT_FORM) and "prefix-tuning" not in NO_PEFT_FORM
+
+
+@pytest.mark.parametrize("name", NO_PEFT_FORM)
 def test_input_dependent_methods_are_refused_and_nothing_is_written(tmp_path, tiny_base, name):
     method = build_method(name, tiny_base, {})
     with pytest.raises(SoftPromptError, match=f"method '{name}' has no PEFT equivalent"):

@@ -91,7 +91,7 @@ positions) and the full attention mask over prompt + text, which decoding extend
     elif use_cache:
         cache = DynamicCache(config=base.model.config)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, cached:]  # (B, m_embeds + T)
-    with _layer_hooks(base, injection.before_layer):
+    with _layer_hooks(base, injection.before_layer), weight_hooks(base, injection.weight_updates):
         output = base.model(
             inputs_embeds=embeds,
             attention_mask=mask,
@@ -113,6 +113,22 @@ def prefix_key_values(base: FrozenModel, prefix: Injection) -> list[tuple[torch.
                          prefix.embeds.new_zeros(1, 0, prefix.embeds.shape[-1]))
     output, _ = prompted_forward(base, prefix, empty, logits_to_keep=1, use_cache=True)
     return [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+
+
+@contextmanager
+def weight_hooks(base: FrozenModel, updates: dict | None):
+    """Add `updates[path](input)` to the output of each named module, for the passes run inside the block."""
+    if not updates:
+        yield
+        return
+    modules = dict(base.model.named_modules())
+    handles = [modules[path].register_forward_hook(lambda module, args, output, update=update: output + update(args[0]))
+               for path, update in updates.items()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextmanager

@@ -52,3 +52,7 @@ class Injection:
     input_delta: torch.Tensor | None = None  # (B, T, d) added to the text's own embeddings
     before_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None
     """Rewrites the hidden states (B, m + T, d) entering decoder layer i, during the prompted pass only."""
+    weight_updates: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None
+    """Module path -> a function of that module's input whose result is added to its output, in every pass
+    (decoding too): a change of the frozen weights, as LoRA's, without touching them. It acts on the whole
+    batch, so such a method cannot share a mixed batch with other prompts."""

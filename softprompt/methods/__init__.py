@@ -1,4 +1,7 @@
-"""The method registry: name -> class. Adding a method is one file and one line here."""
+"""The method registries: name -> class. Adding a method is one file and one line here.
+
+METHODS are the soft-prompt methods; BASELINES train through the same Trainer and files but change the
+model rather than prompt it (LoRA), so the comparison runs them alike. Tests and docs cover both from here."""
 from __future__ import annotations
 
 from ..configs import from_options
@@ -10,6 +13,7 @@ from .context_tuning import ContextTuning
 from .dept import DecomposedPromptTuning
 from .idpg import InstanceDependentPromptGeneration
 from .lopa import LowRankPromptAdaptation
+from .lora import LowRankAdaptation
 from .multitask import MultitaskPromptTuning
 from .p_tuning import PTuning
 from .prefix_tuning import PrefixTuning
@@ -20,12 +24,14 @@ METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (
     PromptTuning, PTuning, PrefixTuning, CapsulePromptTuning, LowRankPromptAdaptation,
     InstanceDependentPromptGeneration, PromptTuningMixtureOfExperts, DecomposedPromptTuning, MultitaskPromptTuning,
     ContextTuning)}
+BASELINES: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (LowRankAdaptation,)}
 
 
 def method_class(name: str) -> type[PromptMethod]:
-    if name not in METHODS:
-        raise unknown_choice("method", name, METHODS)
-    return METHODS[name]
+    known = {**METHODS, **BASELINES}
+    if name not in known:
+        raise unknown_choice("method", name, known)
+    return known[name]
 
 
 def make_config(name: str, options: dict | None = None) -> MethodConfig:
@@ -38,4 +44,4 @@ def build_method(name: str, base: FrozenModel, options: dict | None = None) -> P
     return method_class(name)(make_config(name, options), base)
 
 
-__all__ = ["METHODS", "MethodConfig", "PromptMethod", "build_method", "make_config", "method_class"]
+__all__ = ["BASELINES", "METHODS", "MethodConfig", "PromptMethod", "build_method", "make_config", "method_class"]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
-from ..backbones import FrozenModel, prompted_forward
+from ..backbones import FrozenModel, prompted_forward, weight_hooks
 from ..errors import SoftPromptError
 from .batching import make_inputs
 
@@ -27,16 +27,19 @@ def generate_ids(base: FrozenModel, prompt_fn, contexts: list[list[int]], max_ne
             raise SoftPromptError(f"input {index} has {len(context)} tokens: with max_new_tokens {max_new_tokens} it "
                                   f"exceeds the model's context length {base.max_length}")
     inputs = make_inputs(base, contexts, features)
-    output, mask = prompted_forward(base, prompt_fn(inputs), inputs, logits_to_keep=1, use_cache=True)
-    steps = decode_steps(base, output, mask, [max_new_tokens] * len(contexts), [temperature] * len(contexts), seed)
+    injection = prompt_fn(inputs)
+    output, mask = prompted_forward(base, injection, inputs, logits_to_keep=1, use_cache=True)
+    steps = decode_steps(base, output, mask, [max_new_tokens] * len(contexts), [temperature] * len(contexts), seed,
+                         injection.weight_updates)
     return collect(base, steps, len(contexts))
 
 
 @torch.no_grad()
 def decode_steps(base: FrozenModel, output, mask: torch.Tensor, max_new_tokens: list[int], temperatures: list[float],
-                 seed: int = 0) -> Iterator[torch.Tensor]:
+                 seed: int = 0, weight_updates: dict | None = None) -> Iterator[torch.Tensor]:
     """From a prefill's output and mask, yield the (B,) next ids step by step; each row follows its own
-    temperature (0: greedy) and limit, and yields FINISHED once it has produced a stop token or its limit."""
+    temperature (0: greedy) and limit, and yields FINISHED once it has produced a stop token or its limit.
+    `weight_updates` (a method's change of the weights, see Injection) apply to every step as to the prefill."""
     stop = torch.tensor(sorted(stop_ids(base)))
     generator = torch.Generator().manual_seed(seed)
     temperature = torch.tensor(temperatures, dtype=torch.float32)  # (B,)
@@ -56,8 +59,9 @@ def decode_steps(base: FrozenModel, output, mask: torch.Tensor, max_new_tokens: 
         positions = mask.sum(-1, keepdim=True)  # (B, 1): positions count real tokens only, so one past the last
         mask = torch.cat([mask, mask.new_ones(len(limits), 1)], dim=1)
         feed = next_ids.masked_fill(next_ids == FINISHED, base.tokenizer.pad_token_id).unsqueeze(-1)
-        output = base.model(input_ids=feed, attention_mask=mask, position_ids=positions,
-                            past_key_values=output.past_key_values, use_cache=True, logits_to_keep=1)
+        with weight_hooks(base, weight_updates):
+            output = base.model(input_ids=feed, attention_mask=mask, position_ids=positions,
+                                past_key_values=output.past_key_values, use_cache=True, logits_to_keep=1)
 
 
 def check_generation_options(max_new_tokens: int, temperature: float) -> None:

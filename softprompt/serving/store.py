@@ -50,6 +50,9 @@ class PromptStore:
             loaded = self._loaded.get(name)
             if loaded is None or loaded[0] != mtime:
                 prompt = load_prompt(path, self.base)
+                if "weight_updates" in prompt.method.injects:  # it would change every row of a shared batch
+                    raise SoftPromptError(f"model {name!r} is a {prompt.method.name!r} file: it changes the model's weights, "
+                                          "so it cannot be served beside other prompts in mixed batches")
                 loaded = (mtime, prompt, prompt.method.prompt_length())
                 self._loaded[name] = loaded
         return loaded

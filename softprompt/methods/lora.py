@@ -1,0 +1,66 @@
+"""LoRA, the weight-space baseline every prompt method is compared against: it trains through the same
+Trainer, files and evaluation, but changes the frozen model's layers instead of adding a prompt."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..backbones import BatchInputs, FrozenModel, Injection
+from ..errors import SoftPromptError
+from .base import MethodConfig, PromptMethod
+
+
+@dataclass
+class LoraConfig(MethodConfig):
+    rank: int = 8
+    """Rank r of each update B A."""
+    alpha: float = 16.0
+    """Scale of the update: (alpha / r) B A."""
+    target_modules: str = "q_proj,v_proj"
+    """Comma-separated names of the linear layers to adapt (the last part of each module's path)."""
+    learning_rate: float = 1e-3
+
+
+class LowRankAdaptation(PromptMethod):
+    """Hu et al. 2022: a frozen linear layer y = W x gets y + (alpha / r) B A x, A in R^{r x in} (PEFT's
+    Kaiming-uniform init), B in R^{out x r} zero-initialised, so training starts from the frozen model.
+    Applied as an output hook on each target layer (`Injection.weight_updates`): the shared model's weights
+    are never touched, so zero-shot scoring and other prompts on the same model stay exact. Tested equal to
+    PEFT's LoraModel (tests/test_lora.py)."""
+
+    name = "lora"
+    description = "baseline, not a prompt: low-rank updates of the frozen model's attention projections"
+    paper = "Hu et al. LoRA: Low-Rank Adaptation of Large Language Models. ICLR 2022"
+    config_class = LoraConfig
+    injects = frozenset({"weight_updates"})
+
+    def __init__(self, config: LoraConfig, base: FrozenModel):
+        super().__init__(config, base)
+        names = {name.strip() for name in config.target_modules.split(",") if name.strip()}
+        self.targets = [path for path, module in base.model.named_modules()
+                        if isinstance(module, nn.Linear) and path.rsplit(".", 1)[-1] in names]
+        if not self.targets or config.rank < 1:
+            raise SoftPromptError(f"lora needs rank >= 1 and linear layers named {sorted(names)}; {type(base.model).__name__} "
+                                  f"has {len(self.targets)} of them (rank {config.rank})")
+        modules = dict(base.model.named_modules())
+        self.down = nn.ParameterDict()  # A per target: (r, in)
+        self.up = nn.ParameterDict()  # B per target: (out, r)
+        for path in self.targets:
+            key = path.replace(".", "/")  # a ParameterDict key may not hold dots
+            layer = modules[path]
+            self.down[key] = nn.Parameter(torch.empty(config.rank, layer.in_features))
+            nn.init.kaiming_uniform_(self.down[key], a=math.sqrt(5))
+            self.up[key] = nn.Parameter(torch.zeros(layer.out_features, config.rank))
+
+    def prompt_length(self) -> int:
+        return 0  # nothing is added before the text
+
+    def forward(self, inputs: BatchInputs) -> Injection:
+        scale = self.config.alpha / self.config.rank
+
+        def update(key: str):
+            return lambda x: scale * (x @ self.down[key].T.to(x.dtype)) @ self.up[key].T.to(x.dtype)
+        return Injection(weight_updates={path: update(path.replace(".", "/")) for path in self.targets})
