@@ -22,7 +22,8 @@ from softprompt import SoftPromptError, TrainConfig, load_model, load_prompt, tr
 from softprompt.tuned import TunedPrompt
 from softprompt.cli import main
 from softprompt.storage import save_tensors
-from softprompt.methods import build_method
+from softprompt.methods import BASELINES, METHODS, build_method
+from softprompt.training.optimizers import OPTIMIZERS
 from softprompt.backbones import FrozenModel
 from softprompt.tasks import Example, Task, load_task
 from softprompt.training.trainer import Trainer
@@ -198,7 +199,8 @@ CASES = [
     ("cli unknown command", nothing, cli("fly"), r"usage: softprompt \{train\|eval\|generate\|serve\|export\|import\|list\}"),
     ("cli unknown task", nothing, cli("train", "--task", "sst3"), r"unknown task 'sst3'; choose one of: .*sst2"),
     ("cli unknown method", nothing, cli("train", "--method", "magic"),
-     r"unknown method 'magic'; choose one of: capt, context-tuning, dept, idpg, lopa, multitask-prompt-tuning, p-tuning, prefix-tuning, prompt-tuning, pt-moe"),
+     rf"unknown method 'magic'; choose one of: {', '.join(sorted({**METHODS, **BASELINES}))}$"),
+    ("cli unknown optimizer", nothing, cli("train", "--optimizer", "lbfgs"), rf"unknown optimizer 'lbfgs'; choose one of: {', '.join(sorted(OPTIMIZERS))}$"),
     ("cli unknown model", nothing, cli("train", "--model", "no-such-model"), r"unknown model 'no-such-model'; choose one of: .*smollm2-135m"),
     ("cli eval needs a task", nothing, cli("eval"), r"--task is required"),
     ("cli wrong type", nothing, cli("train", "--batch-size", "eight"), r"argument --batch-size: invalid int value: 'eight'"),
@@ -239,6 +241,14 @@ CASES = [
      cli(*TRAIN, "--task", "{dir}/bad.jsonl"), r"a single answer choice ' positive' leaves nothing to decide"),
     ("data csv without the text column", write("bad.csv", "review,label\ngreat,positive\nawful,negative\n"),
      cli(*TRAIN, "--task", "{dir}/bad.csv"), r"bad.csv line 2: missing field 'text' \(fields present: review, label\)"),
+    ("data template with an unknown field", nothing, cli(*TRAIN, "--task", "{data}", "--template", "{{text}} {{label}}"),  # {{ }}: cli() fills {names}
+     r"template '\{text\} \{label\}' names unknown field\(s\) \['label'\]: only \{text\} is filled in"),
+    ("data template without the text", nothing, cli(*TRAIN, "--task", "{data}", "--template", "hello"),
+     r"template 'hello' has no \{text\} field: every example would read the same input"),
+    ("data template with an unclosed brace", nothing, cli(*TRAIN, "--task", "{data}", "--template", "{{text"),
+     r"template '\{text' is not a valid format string"),
+    ("cli file options on a built-in task", nothing, cli("train", "--task", "sst2", "--template", "Q: {{text}}"),
+     r"template: options of tasks read from .jsonl/.csv files; 'sst2' is built in and has its own format"),
     ("data wrong field name", nothing, cli(*TRAIN, "--task", "{data}", "--text-field", "review"), r"data.jsonl line 1: missing field 'review'"),
     ("data test file with other labels", write("test.jsonl", '{"text": "x", "label": "meh"}\n{"text": "y", "label": "ok"}\n'),
      cli(*TRAIN, "--task", "{data}", "--test-file", "{dir}/test.jsonl"), r"test.jsonl: labels \(' meh', ' ok'\) differ"),

@@ -79,3 +79,18 @@ def test_several_tasks_combine_and_a_repeated_one_is_refused():
     assert len(combined.train) == 36 + 60 and len(combined.test) == 20 + 40
     with pytest.raises(SoftPromptError, match="a task is listed twice in cb,cb"):
         load_task("cb,cb")
+
+
+def test_label_words_are_the_choices_every_example_shares():
+    assert load_task("cb").label_words == (" True", " False", " Neither")
+    copa = load_task("copa")  # each example has its own two answers: there are no labels to offer
+    assert len({e.choices for e in copa.train}) > 1 and copa.label_words == ()
+
+
+def test_a_prompt_of_a_task_with_per_example_choices_refuses_to_classify(tiny_base, tmp_path):
+    from softprompt.methods import build_method
+    from softprompt.tuned import TunedPrompt
+
+    prompt = TunedPrompt(tiny_base, build_method("prompt-tuning", tiny_base), {"label_words": list(load_task("copa").label_words)})
+    with pytest.raises(SoftPromptError, match="answer choices differ per example"):
+        prompt.classify(["The man broke his toe because"])
