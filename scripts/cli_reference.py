@@ -18,7 +18,7 @@ os.environ["COLUMNS"] = "110"  # argparse wraps help to the terminal: fix it so 
 
 from softprompt.cli import COMMANDS, main
 from softprompt.configs import field_docs
-from softprompt.methods import METHODS
+from softprompt.methods import BASELINES, METHODS
 
 
 def help_text(command: str) -> str:
@@ -29,9 +29,10 @@ def help_text(command: str) -> str:
 
 
 def method_options(name: str) -> list[str]:
-    cls = METHODS[name].config_class
+    method = {**METHODS, **BASELINES}[name]
+    cls = method.config_class
     docs = field_docs(cls)
-    rows = [f"`{name}`: {METHODS[name].description}", "", "| option | default | meaning |", "|---|---|---|"]
+    rows = [f"`{name}`: {method.description}", "", "| option | default | meaning |", "|---|---|---|"]
     for item in dataclasses.fields(cls):
         if item.metadata.get("internal"):  # set by the program, not an option
             continue
@@ -47,7 +48,7 @@ def reference() -> str:
     for command in COMMANDS:
         lines += [f"## softprompt {command}", "", "```text", help_text(command), "```", ""]
     lines += ["## Each method's own options (`softprompt train --method NAME`)", ""]
-    for name in METHODS:
+    for name in [*METHODS, *BASELINES]:
         lines += method_options(name)
     return "\n".join(lines)
 
