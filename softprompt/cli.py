@@ -57,6 +57,12 @@ def _train(argv: list[str]) -> None:
     print(f"saved {saved} (+ README.md, metrics.jsonl, curves.png, train_config.yaml, checkpoint.pt)")
 
 
+def _add_placement(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default="auto", help="the model's precision: auto (bfloat16 on a capable GPU, else "
+                        "float32), float32, bfloat16 or float16")
+
+
 def _report(metrics: dict, task: str, split: str) -> None:
     for name in ("accuracy", "exact_match"):
         if name in metrics:
@@ -72,6 +78,7 @@ def _eval(argv: list[str]) -> None:
     parser.add_argument("--model", default=None, help=f"base model (default: the prompt's, else {DEFAULT_MODEL})")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=256)
+    _add_placement(parser)
     args = parser.parse_args(argv)
     from .backbones import load_model
     from .evaluation import zero_shot
@@ -80,9 +87,9 @@ def _eval(argv: list[str]) -> None:
 
     if not args.prompt and not args.task:
         raise SoftPromptError("--task is required when scoring the bare model")
-    base = load_model(args.model) if args.model else None
-    prompt = load_prompt(args.prompt, base) if args.prompt else None
-    base = prompt.base if prompt else base or load_model(DEFAULT_MODEL)
+    base = load_model(args.model, args.device, args.dtype) if args.model else None
+    prompt = load_prompt(args.prompt, base, args.device, args.dtype) if args.prompt else None
+    base = prompt.base if prompt else base or load_model(DEFAULT_MODEL, args.device, args.dtype)
     if not (args.task or prompt.info.get("task")):
         raise SoftPromptError(f"{args.prompt} records no task (an imported adapter?): pass --task")
     task = load_task(args.task or prompt.info["task"])
@@ -99,13 +106,14 @@ def _generate(argv: list[str]) -> None:
     parser.add_argument("text", nargs="+", help="input text(s), formatted as in training")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily")
+    _add_placement(parser)
     args = parser.parse_args(argv)
     from .runtime.generation import check_generation_options
     from .tuned import load_prompt
 
     check_generation_options(args.max_new_tokens, args.temperature)  # before the slow load of the model
 
-    prompt = load_prompt(args.prompt)
+    prompt = load_prompt(args.prompt, device=args.device, dtype=args.dtype)
     for output in prompt.generate(args.text, args.max_new_tokens, args.temperature):
         print(output)
 
@@ -120,6 +128,7 @@ def _serve(argv: list[str]) -> None:
     parser.add_argument("--max-batch-size", type=int, default=32, help="requests run together in one forward pass")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to share its batch")
     parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is answered 504")
+    _add_placement(parser)
     args = parser.parse_args(argv)
     if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.request_timeout <= 0 or not 0 < args.port < 65536:
         raise SoftPromptError("--max-batch-size must be >= 1, --max-wait-ms >= 0, --request-timeout > 0 and --port in 1..65535")
@@ -130,7 +139,7 @@ def _serve(argv: list[str]) -> None:
     from .backbones import load_model
     from .serving.app import create_app
 
-    app = create_app(load_model(args.model), args.prompts_dir, args.max_batch_size, args.max_wait_ms, args.request_timeout)
+    app = create_app(load_model(args.model, args.device, args.dtype), args.prompts_dir, args.max_batch_size, args.max_wait_ms, args.request_timeout)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

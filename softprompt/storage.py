@@ -124,7 +124,7 @@ def read_checkpoint(path: str | Path) -> dict:
     """Read and verify a checkpoint. Never unpickles arbitrary objects: a file holding any is refused."""
     path = existing_file(path, "checkpoint")
     try:
-        saved = torch.load(path, weights_only=True)
+        saved = torch.load(path, weights_only=True, map_location="cpu")  # any device: the trainer moves what it reads
     except pickle.UnpicklingError as error:
         named = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         raise SoftPromptError(f"checkpoint {path} is refused: it holds Python objects other than tensors and plain data"

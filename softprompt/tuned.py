@@ -85,11 +85,13 @@ def _as_example(text: str, labels: list[str]) -> Example:
     return Example(text, tuple(labels), 0)
 
 
-def load_prompt(path, model: FrozenModel | None = None) -> TunedPrompt:
-    """Load a prompt file onto `model` (default: the base model named in the file), checking it fits."""
+def load_prompt(path, model: FrozenModel | None = None, device: str = "auto", dtype: str = "auto") -> TunedPrompt:
+    """Load a prompt file onto `model` (default: the base model named in the file, loaded on `device` in
+    `dtype`), checking it fits. Prompt files hold float32 CPU tensors: a prompt trained on a GPU in bf16
+    loads on a CPU in float32 and the other way round."""
     tensors, metadata = read_tensors(path)
     stored = metadata["base_model"]
-    base = model or load_model(stored["name"])
+    base = model or load_model(stored["name"], device, dtype)
     if base.fingerprint != stored["fingerprint"]:
         raise SoftPromptError(
             f"prompt file {path} was trained on base model {stored['name']!r} ({stored['fingerprint']}), "

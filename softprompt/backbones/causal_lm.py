@@ -2,8 +2,10 @@
 a method's `Injection` (virtual tokens, per-layer keys/values, an input update, layer hooks) before the text."""
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import torch
@@ -28,36 +30,95 @@ class FrozenModel:
         return self.model.config.get_text_config()
 
     @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
     def hidden_size(self) -> int:
         return self.config.hidden_size
+
+    @property
+    def embedding_size(self) -> int:
+        """Width of the input embeddings a prompt is made of (OPT-350m's differ from its hidden size)."""
+        return self.model.get_input_embeddings().embedding_dim
 
     @property
     def num_layers(self) -> int:
         return self.config.num_hidden_layers
 
+    @cached_property
+    def kv_layout(self) -> tuple[int, int]:
+        """(key/value heads, head width) of every layer's cache, read off the model's own cache after one token:
+        configs name them differently (GPT-2, Falcon's multi-query, Gemma's head_dim), the cache does not."""
+        with torch.no_grad():
+            cache = self.model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=self.device), use_cache=True).past_key_values
+        shapes = {tuple(layer.keys.shape[1::2]) for layer in cache.layers}
+        if len(shapes) != 1:
+            raise ValueError(f"{type(self.model).__name__} has layers of different key/value shapes {sorted(shapes)}")
+        return shapes.pop()
+
     @property
     def num_kv_heads(self) -> int:
-        return getattr(self.config, "num_key_value_heads", None) or self.config.num_attention_heads
+        return self.kv_layout[0]
 
     @property
     def head_dim(self) -> int:
-        return getattr(self.config, "head_dim", None) or self.hidden_size // self.config.num_attention_heads
+        return self.kv_layout[1]
 
     @property
     def max_length(self) -> int:
         return getattr(self.config, "max_position_embeddings", None) or 2048
 
-    @property
+    @cached_property
     def layers(self) -> torch.nn.ModuleList:
-        """The decoder blocks, in order (hooks that act before each layer attach here)."""
-        return self.model.get_decoder().layers
+        """The decoder blocks, in order (hooks that act before each layer attach here): the one module list
+        with a block per layer, whatever the family calls it (`layers`, GPT-2's and Falcon's `h`)."""
+        blocks = [m for m in self.model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == self.num_layers]
+        if not blocks:
+            raise ValueError(f"{type(self.model).__name__}: no list of {self.num_layers} decoder blocks found")
+        return blocks[0]
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(input_ids)
+        """The model's own input embeddings of `input_ids` (Gemma's scaling included)."""
+        return self.model.get_input_embeddings()(input_ids.to(self.device))
 
     @property
     def embedding_matrix(self) -> torch.Tensor:
         return self.model.get_input_embeddings().weight
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether gradient checkpointing is on (`enable_checkpointing`)."""
+        return any("forward" in vars(block) for block in self.layers)
+
+    def enable_checkpointing(self) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them (torch's non-reentrant
+        checkpoint around each block's forward, in passes with gradients only). Not HF's own switch: it needs the
+        blocks in training mode, which turns on functional dropout (OPT), and it drops the prefix cache."""
+        for block in self.layers:
+            block.forward = functools.partial(_checkpointed, block.forward)
+
+    def disable_checkpointing(self) -> None:
+        for block in self.layers:
+            vars(block).pop("forward", None)
+
+    _pending_hooks: list = field(default_factory=list, init=False, repr=False)
+    """Hooks of the last prompted pass, kept until the next one when checkpointing will recompute that pass."""
+
+    def release_hooks(self) -> None:
+        for handle in self._pending_hooks:
+            handle.remove()
+        self._pending_hooks.clear()
+
+
+def _checkpointed(forward, *args, **kwargs):
+    if not torch.is_grad_enabled():
+        return forward(*args, **kwargs)
+    return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
 
 def prompted_forward(
@@ -72,26 +133,22 @@ positions) and the full attention mask over prompt + text, which decoding extend
 
     Text is left-padded, so padding may sit between the prompt and the text: the attention mask hides it
     and position ids count only real tokens, which makes every row compute exactly what it would alone.
+    A method's tensors (float32 master weights) are cast to the model's dtype where they meet it.
     """
-    from transformers import DynamicCache
-
+    base.release_hooks()
     embeds, mask = inputs.input_embeds, inputs.attention_mask
-    batch = embeds.shape[0]
+    batch, dtype = embeds.shape[0], embeds.dtype
     if injection.input_delta is not None:
-        embeds = embeds + injection.input_delta
+        embeds = embeds + injection.input_delta.to(dtype)
     if injection.embeds is not None:
-        embeds = torch.cat([injection.embeds.to(embeds.dtype), embeds], dim=1)
+        embeds = torch.cat([injection.embeds.to(dtype), embeds], dim=1)
         mask = torch.cat([mask.new_ones(batch, injection.embeds.shape[1]), mask], dim=1)
-    cache, cached = None, 0
-    if injection.key_values:
-        cache = DynamicCache(ddp_cache_data=injection.key_values, config=base.model.config)
-        cached = injection.key_values[0][0].shape[2]
+    cache, cached = _cache(base, injection, dtype, use_cache)
+    if cached:
         prefix_mask = injection.key_values_mask if injection.key_values_mask is not None else mask.new_ones(batch, cached)
         mask = torch.cat([prefix_mask.to(mask.dtype), mask], dim=1)
-    elif use_cache:
-        cache = DynamicCache(config=base.model.config)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, cached:]  # (B, m_embeds + T)
-    with _layer_hooks(base, injection.before_layer), weight_hooks(base, injection.weight_updates):
+    with _hooks(base, injection):
         output = base.model(
             inputs_embeds=embeds,
             attention_mask=mask,
@@ -103,27 +160,53 @@ positions) and the full attention mask over prompt + text, which decoding extend
     return output, mask
 
 
+def _cache(base: FrozenModel, injection: Injection, dtype: torch.dtype, use_cache: bool):
+    """The cache object a pass starts from, and how many prefix positions it holds. A pass that keeps no cache
+    gets a read-only prefix: checkpointing's recomputation of a layer must see the prefix, not prefix + text."""
+    from transformers import DynamicCache
+
+    if not injection.key_values:
+        return (DynamicCache(config=base.model.config) if use_cache else None), 0
+    key_values = [(k.to(dtype), v.to(dtype)) for k, v in injection.key_values]
+    cache = DynamicCache(ddp_cache_data=key_values, config=base.model.config)
+    if not use_cache:
+        for layer, (keys, values) in zip(cache.layers, key_values):
+            layer.update = lambda k, v, *args, prefix=(keys, values), **kwargs: (
+                torch.cat([prefix[0], k], dim=-2), torch.cat([prefix[1], v], dim=-2))
+    return cache, key_values[0][0].shape[2]
+
+
 def prefix_key_values(base: FrozenModel, prefix: Injection) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per-layer keys/values (1, h_kv, M, d_head) of a batch-1 prefix (embeds and/or key_values), from
     the frozen model run over the prefix alone at positions 0..M-1. With causal attention nothing after
     the prefix changes them, so they stand in for the prefix in every later pass."""
     if prefix.embeds is None:
-        return prefix.key_values
-    empty = BatchInputs(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0, dtype=torch.long),
-                         prefix.embeds.new_zeros(1, 0, prefix.embeds.shape[-1]))
+        return [(k.to(base.dtype), v.to(base.dtype)) for k, v in prefix.key_values]
+    nothing = torch.zeros(1, 0, dtype=torch.long, device=base.device)
+    empty = BatchInputs(nothing, nothing, base.embed(nothing))
     output, _ = prompted_forward(base, prefix, empty, logits_to_keep=1, use_cache=True)
     return [(layer.keys, layer.values) for layer in output.past_key_values.layers]
 
 
 @contextmanager
-def weight_hooks(base: FrozenModel, updates: dict | None):
-    """Add `updates[path](input)` to the output of each named module, for the passes run inside the block."""
-    if not updates:
+def _hooks(base: FrozenModel, injection: Injection):
+    """The injection's layer hooks and weight updates, for one pass. With gradient checkpointing the backward
+    pass runs the blocks again, so the hooks must still be there: they are kept until the next pass."""
+    handles = _layer_hooks(base, injection.before_layer) + _weight_hooks(base, injection.weight_updates)
+    try:
         yield
-        return
-    modules = dict(base.model.named_modules())
-    handles = [modules[path].register_forward_hook(lambda module, args, output, update=update: output + update(args[0]))
-               for path, update in updates.items()]
+    finally:
+        if handles and base.checkpointing and torch.is_grad_enabled():
+            base._pending_hooks.extend(handles)
+        else:
+            for handle in handles:
+                handle.remove()
+
+
+@contextmanager
+def weight_hooks(base: FrozenModel, updates: dict | None):
+    """A method's weight updates (see Injection) for the passes run inside the block: decoding steps."""
+    handles = _weight_hooks(base, updates)
     try:
         yield
     finally:
@@ -131,12 +214,19 @@ def weight_hooks(base: FrozenModel, updates: dict | None):
             handle.remove()
 
 
-@contextmanager
-def _layer_hooks(base: FrozenModel, before_layer):
-    """Let `before_layer(i, hidden)` replace the hidden states entering each decoder layer, for one pass."""
+def _weight_hooks(base: FrozenModel, updates: dict | None) -> list:
+    """Add `updates[path](input)` to the output of each named module."""
+    if not updates:
+        return []
+    modules = dict(base.model.named_modules())
+    return [modules[path].register_forward_hook(lambda module, args, output, update=update: output + update(args[0]))
+            for path, update in updates.items()]
+
+
+def _layer_hooks(base: FrozenModel, before_layer) -> list:
+    """Let `before_layer(i, hidden)` replace the hidden states entering each decoder layer."""
     if before_layer is None:
-        yield
-        return
+        return []
 
     def hook_for(index):
         def hook(module, args, kwargs):
@@ -145,9 +235,4 @@ def _layer_hooks(base: FrozenModel, before_layer):
             return (before_layer(index, args[0]), *args[1:]), kwargs
         return hook
 
-    handles = [layer.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i, layer in enumerate(base.layers)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return [layer.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i, layer in enumerate(base.layers)]

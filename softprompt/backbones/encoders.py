@@ -24,15 +24,16 @@ def sentence_embeddings(name: str, base: FrozenModel, texts: list[str], batch_si
     pooled = []
     for start in range(0, len(texts), batch_size):
         batch = model.tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+        batch = {key: value.to(model.device) for key, value in batch.items()}
         states = model.embed(batch["input_ids"]) if name == BASE_ENCODER else model.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
         pooled.append((states * mask).sum(1) / mask.sum(1).clamp(min=1))
-    embeddings = torch.cat(pooled)
+    embeddings = torch.cat(pooled).float().to(base.device)
     return torch.nn.functional.normalize(embeddings, dim=-1) if name != BASE_ENCODER else embeddings
 
 
 def encoder_width(name: str, base: FrozenModel) -> int:
-    return base.hidden_size if name == BASE_ENCODER else _encoder(name).hidden_size
+    return base.embedding_size if name == BASE_ENCODER else _encoder(name).hidden_size
 
 
 def encode_inputs(name: str, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:

@@ -32,8 +32,8 @@ class BatchInputs:
         return self.attention_mask if self.context_mask is None else self.context_mask
 
     def mean_embedding(self) -> torch.Tensor:
-        """Mean of the input embeddings over the context tokens: (B, d)."""
-        return masked_mean(self.input_embeds, self.context)
+        """Mean of the input embeddings over the context tokens, in float32 (what a method's weights are): (B, d)."""
+        return masked_mean(self.input_embeds.float(), self.context)
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

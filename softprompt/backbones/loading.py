@@ -65,8 +65,36 @@ EMBEDDED_MODELS = {
 DEFAULT_MODEL = "smollm2-135m"
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """auto: the first CUDA device (this process's, under accelerate / torchrun), else Apple MPS, else the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise SoftPromptError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from error
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(resolved.type, False):
+        raise SoftPromptError(f"device {device!r} is not available on this machine (cpu is; auto picks the best there is)")
+    return resolved
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """auto: bfloat16 on a GPU that supports it, float32 everywhere else (CPU bf16 kernels are slower than fp32 ones)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if dtype not in DTYPES:
+        raise unknown_choice("dtype", dtype, ["auto", *DTYPES])
+    return DTYPES[dtype]
+
+
 def weights_fingerprint(model: torch.nn.Module) -> str:
-    """Architecture + sha256 of every weight, so a prompt is never used on a model it was not trained on."""
+    """Architecture + sha256 of every weight (as float32), for a model whose files we cannot hash."""
     digest = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
         digest.update(key.encode())
@@ -74,10 +102,44 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return f"{type(model).__name__}:{digest.hexdigest()[:24]}"
 
 
-def load_model(name: str = DEFAULT_MODEL) -> FrozenModel:
-    """Load `name` (an embedded model, a local folder, or a hub id) with every weight frozen."""
+def files_fingerprint(model: torch.nn.Module, source: str) -> str | None:
+    """Architecture + sha256 of the weight files as stored: the same whatever dtype or device the model is loaded
+    in, so a prompt trained in bf16 on a GPU loads on an fp32 CPU model and back. None if there are no
+    safetensors files to read (then `weights_fingerprint`)."""
+    files = sorted(Path(source).glob("*.safetensors")) if Path(source).is_dir() else _hub_weight_files(source)
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
+    return f"{type(model).__name__}:{digest.hexdigest()[:24]}"
+
+
+def _hub_weight_files(source: str) -> list[Path]:
+    from transformers.utils import cached_file
+
+    single = cached_file(source, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+    if single:
+        return [Path(single)]
+    index = cached_file(source, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    if not index:
+        return []
+    import json
+
+    shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+    return [Path(cached_file(source, shard)) for shard in shards]
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> FrozenModel:
+    """Load `name` (an embedded model, a local folder, or a hub id) with every weight frozen, in `dtype` on
+    `device` (see resolve_device / resolve_dtype). Weights are read straight into the dtype: an 8B model in
+    bf16 never exists in fp32 first."""
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # here: importing them loads accelerate
 
+    place = resolve_device(device)
+    precision = resolve_dtype(dtype, place)
     if not isinstance(name, str) or not name.strip():
         raise SoftPromptError(f"model must be a model name, a folder or a hub id, got {name!r}")
     causal = True
@@ -92,9 +154,9 @@ def load_model(name: str = DEFAULT_MODEL) -> FrozenModel:
         raise unknown_choice("model", name, [*EMBEDDED_MODELS, "<local folder>", "<hub id org/name>"])
     try:
         if not causal or _is_encoder(source):
-            model, causal = AutoModel.from_pretrained(source, dtype=torch.float32), False
+            model, causal = AutoModel.from_pretrained(source, dtype=precision, device_map=place), False
         else:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=precision, device_map=place)
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as error:
         raise SoftPromptError(f"cannot load model {name!r}: {error}") from error
@@ -102,7 +164,7 @@ def load_model(name: str = DEFAULT_MODEL) -> FrozenModel:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     stored = Path(source) / FINGERPRINT_FILE
-    fingerprint = stored.read_text() if stored.exists() else weights_fingerprint(model)
+    fingerprint = stored.read_text() if stored.exists() else files_fingerprint(model, source) or weights_fingerprint(model)
     return FrozenModel(name=name, model=model, tokenizer=tokenizer, fingerprint=fingerprint)
 
 
@@ -110,4 +172,4 @@ def _is_encoder(source: str) -> bool:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(source)
-    return not any(arch.endswith("ForCausalLM") for arch in (config.architectures or []))
+    return not any(arch.endswith(("ForCausalLM", "LMHeadModel")) for arch in (config.architectures or []))

@@ -40,8 +40,9 @@ def make_config(name: str, options: dict | None = None) -> MethodConfig:
 
 
 def build_method(name: str, base: FrozenModel, options: dict | None = None) -> PromptMethod:
-    """An uninitialised method (shapes only), e.g. to load saved tensors into."""
-    return method_class(name)(make_config(name, options), base)
+    """An uninitialised method (shapes only), e.g. to load saved tensors into: float32 parameters (master
+    weights, whatever the model's dtype) on the model's device."""
+    return method_class(name)(make_config(name, options), base).to(base.device)
 
 
 __all__ = ["BASELINES", "METHODS", "MethodConfig", "PromptMethod", "build_method", "make_config", "method_class"]

@@ -95,9 +95,11 @@ def init_text_ids(base: FrozenModel, text: str, length: int) -> torch.Tensor:
     if not ids:
         raise SoftPromptError(f"init text {text!r} tokenizes to nothing")
     repeats = -(-length // len(ids))
-    return torch.tensor((ids * repeats)[:length])
+    return torch.tensor((ids * repeats)[:length], device=base.device)
 
 
 def text_embeddings(base: FrozenModel, text: str, length: int) -> torch.Tensor:
-    """(length, d) embeddings of `text`, repeated or truncated to `length` tokens."""
-    return base.embedding_matrix.detach()[init_text_ids(base, text, length)].clone()
+    """(length, d) float32 embeddings of `text`, repeated or truncated to `length` tokens: exactly what the model
+    reads for that text (through its embedding layer, so Gemma's scaling is included)."""
+    with torch.no_grad():
+        return base.embed(init_text_ids(base, text, length)).float()

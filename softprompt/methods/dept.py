@@ -41,9 +41,9 @@ class DecomposedPromptTuning(PromptMethod):
 
     def __init__(self, config: DeptConfig, base: FrozenModel):
         super().__init__(config, base)
-        self.embeddings = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.hidden_size))  # P_s: (s, d)
+        self.embeddings = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.embedding_size))  # P_s: (s, d)
         self.position_factors = nn.Parameter(torch.randn(config.max_positions, config.rank) / config.rank)  # A
-        self.feature_factors = nn.Parameter(torch.zeros(config.rank, base.hidden_size))  # B
+        self.feature_factors = nn.Parameter(torch.zeros(config.rank, base.embedding_size))  # B
 
     def initialize(self, base: FrozenModel, task) -> None:
         with torch.no_grad():

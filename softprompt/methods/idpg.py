@@ -36,7 +36,7 @@ class InstanceDependentPromptGeneration(PromptMethod):
 
     def __init__(self, config: IdpgConfig, base: FrozenModel):
         super().__init__(config, base)
-        m, d = config.num_virtual_tokens, base.hidden_size
+        m, d = config.num_virtual_tokens, base.embedding_size
         self.down = nn.Linear(encoder_width(config.instance_encoder, base), config.bottleneck_size)
         self.up = nn.Linear(config.bottleneck_size, m * d, bias=False)
         self.bias = nn.Parameter(torch.zeros(m, d))  # b: (m, d)

@@ -41,7 +41,7 @@ class LowRankPromptAdaptation(PromptMethod):
 
     def __init__(self, config: LopaConfig, base: FrozenModel):
         super().__init__(config, base)
-        m, r, d, h = config.num_virtual_tokens, config.rank, base.hidden_size, config.encoder_hidden_size
+        m, r, d, h = config.num_virtual_tokens, config.rank, base.embedding_size, config.encoder_hidden_size
         width = encoder_width(config.instance_encoder, base)
         self.shared = nn.Parameter(torch.zeros(m, d))  # Z_S: (m, d)
         self.u_net = nn.Sequential(nn.Linear(width, h), nn.Tanh(), nn.Linear(h, m * r))

@@ -19,8 +19,10 @@ class LoraConfig(MethodConfig):
     """Rank r of each update B A."""
     alpha: float = 16.0
     """Scale of the update: (alpha / r) B A."""
-    target_modules: str = "q_proj,v_proj"
-    """Comma-separated names of the linear layers to adapt (the last part of each module's path)."""
+    target_modules: str = ""
+    """Comma-separated names of the linear layers to adapt (the last part of each module's path); empty: PEFT's
+    default for the model's family (q_proj,v_proj for Llama-likes, c_attn for GPT-2, query_key_value for Falcon
+    and GPT-NeoX), else the first of q_proj,v_proj / qkv_proj the model has."""
     learning_rate: float = 1e-3
 
 
@@ -39,21 +41,20 @@ class LowRankAdaptation(PromptMethod):
 
     def __init__(self, config: LoraConfig, base: FrozenModel):
         super().__init__(config, base)
-        names = {name.strip() for name in config.target_modules.split(",") if name.strip()}
-        self.targets = [path for path, module in base.model.named_modules()
-                        if isinstance(module, nn.Linear) and path.rsplit(".", 1)[-1] in names]
+        names = _target_names(config.target_modules, base)
+        modules = dict(base.model.named_modules())
+        self.targets = [path for path, module in modules.items() if _widths(module) and path.rsplit(".", 1)[-1] in names]
         if not self.targets or config.rank < 1:
             raise SoftPromptError(f"lora needs rank >= 1 and linear layers named {sorted(names)}; {type(base.model).__name__} "
-                                  f"has {len(self.targets)} of them (rank {config.rank})")
-        modules = dict(base.model.named_modules())
+                                  f"has {len(self.targets)} of them (rank {config.rank}): set --target-modules")
         self.down = nn.ParameterDict()  # A per target: (r, in)
         self.up = nn.ParameterDict()  # B per target: (out, r)
         for path in self.targets:
             key = path.replace(".", "/")  # a ParameterDict key may not hold dots
-            layer = modules[path]
-            self.down[key] = nn.Parameter(torch.empty(config.rank, layer.in_features))
+            width_in, width_out = _widths(modules[path])
+            self.down[key] = nn.Parameter(torch.empty(config.rank, width_in))
             nn.init.kaiming_uniform_(self.down[key], a=math.sqrt(5))
-            self.up[key] = nn.Parameter(torch.zeros(layer.out_features, config.rank))
+            self.up[key] = nn.Parameter(torch.zeros(width_out, config.rank))
 
     def prompt_length(self) -> int:
         return 0  # nothing is added before the text
@@ -64,3 +65,26 @@ class LowRankAdaptation(PromptMethod):
         def update(key: str):
             return lambda x: scale * (x @ self.down[key].T.to(x.dtype)) @ self.up[key].T.to(x.dtype)
         return Injection(weight_updates={path: update(path.replace(".", "/")) for path in self.targets})
+
+
+FALLBACK_TARGETS = ("q_proj,v_proj", "qkv_proj")
+
+
+def _target_names(option: str, base: FrozenModel) -> set[str]:
+    if option:
+        return {name.strip() for name in option.split(",") if name.strip()}
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    if base.config.model_type in PEFT_DEFAULTS:
+        return set(PEFT_DEFAULTS[base.config.model_type])
+    present = {path.rsplit(".", 1)[-1] for path, module in base.model.named_modules() if _widths(module)}
+    return next((set(c.split(",")) for c in FALLBACK_TARGETS if set(c.split(",")) <= present), set(FALLBACK_TARGETS[0].split(",")))
+
+
+def _widths(module: nn.Module) -> tuple[int, int] | None:
+    """(input, output) width of a linear layer: nn.Linear, or GPT-2's Conv1D (weight stored as (in, out))."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if type(module).__name__ == "Conv1D":
+        return tuple(module.weight.shape)
+    return None

@@ -41,16 +41,17 @@ class MultitaskPromptTuning(PromptMethod):
 
     def __init__(self, config: MultitaskPromptTuningConfig, base: FrozenModel):
         super().__init__(config, base)
-        self.shared = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.hidden_size))  # P*: (m, d)
-        self._build_factors(max(1, len(config.tasks)), base.hidden_size)  # one task until trained on several
+        self.shared = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.embedding_size))  # P*: (m, d)
+        self._build_factors(max(1, len(config.tasks)), base.embedding_size)  # one task until trained on several
 
     def _build_factors(self, count: int, width: int) -> None:
-        self.token_factors = nn.Parameter(torch.ones(count, self.config.num_virtual_tokens))  # u_k: (K, m)
-        self.feature_factors = nn.Parameter(torch.ones(count, width))  # v_k: (K, d)
+        device = self.shared.device  # rebuilt by initialize(), after the method was moved to the model's device
+        self.token_factors = nn.Parameter(torch.ones(count, self.config.num_virtual_tokens, device=device))  # u_k: (K, m)
+        self.feature_factors = nn.Parameter(torch.ones(count, width, device=device))  # v_k: (K, d)
 
     def initialize(self, base: FrozenModel, task) -> None:
         self.config.tasks = [part.name for part in task.subtasks()]
-        self._build_factors(len(self.config.tasks), base.hidden_size)
+        self._build_factors(len(self.config.tasks), base.embedding_size)
         with torch.no_grad():
             self.shared.copy_(text_embeddings(base, self.init_text(task), self.config.num_virtual_tokens))
 

@@ -43,7 +43,7 @@ class PTuning(PromptMethod):
         super().__init__(config, base)
         if config.encoder not in ENCODERS:
             raise unknown_choice("encoder", config.encoder, ENCODERS)
-        d, h = base.hidden_size, config.encoder_hidden_size
+        d, h = base.embedding_size, config.encoder_hidden_size
         self.inputs = nn.Parameter(torch.zeros(config.num_virtual_tokens, d))  # Q: (m, d)
         if config.encoder == "lstm":
             self.lstm = nn.LSTM(d, h // 2, num_layers=2, bidirectional=True, batch_first=True)

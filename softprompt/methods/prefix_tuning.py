@@ -48,7 +48,7 @@ class PrefixTuning(PromptMethod):
         if self.config.projection_hidden_size:
             return
         ids = init_text_ids(base, self.init_text(task), self.config.num_virtual_tokens)
-        with torch.no_grad():
+        with torch.no_grad():  # the real keys/values of the text; copied into the float32 parameter
             cache = base.model(input_ids=ids.unsqueeze(0), use_cache=True).past_key_values
             real = torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])
             self.key_values.copy_(real)

@@ -33,9 +33,11 @@ def initial_embeddings(base: FrozenModel, init: str, text: str, length: int, see
     if init == "vocab":
         # Sample from the first 5000 rows: BPE vocabularies put common whole words first.
         rows = torch.randint(0, min(5000, table.shape[0]), (length,), generator=generator)
-        return table[rows].clone()
+        with torch.no_grad():
+            return base.embed(rows).float()
     if init == "random":
-        return torch.randn(length, table.shape[1], generator=generator) * table.std()
+        scale = base.embed(torch.arange(min(5000, table.shape[0]))).float().std().item()  # of what the model reads
+        return torch.randn(length, base.embedding_size, generator=generator) * scale
     raise unknown_choice("init", init, INITS)
 
 
@@ -51,7 +53,7 @@ class PromptTuning(PromptMethod):
         super().__init__(config, base)
         if config.init not in INITS:
             raise unknown_choice("init", config.init, INITS)
-        self.embeddings = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.hidden_size))  # (m, d)
+        self.embeddings = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.embedding_size))  # (m, d)
 
     def initialize(self, base: FrozenModel, task) -> None:
         with torch.no_grad():

@@ -44,7 +44,7 @@ class PromptTuningMixtureOfExperts(PromptMethod):
 
     def __init__(self, config: PtMoeConfig, base: FrozenModel):
         super().__init__(config, base)
-        n, t, r, d = config.num_experts, config.num_virtual_tokens, config.rank, base.hidden_size
+        n, t, r, d = config.num_experts, config.num_virtual_tokens, config.rank, base.embedding_size
         if not 1 <= r <= min(t, d) or not 1 <= config.top_k <= n:
             raise SoftPromptError(f"pt-moe needs 1 <= rank <= num_virtual_tokens ({t}) and 1 <= top_k <= num_experts ({n}); "
                                   f"got rank={r}, top_k={config.top_k}")
@@ -62,7 +62,7 @@ class PromptTuningMixtureOfExperts(PromptMethod):
         a = u[:, : c.rank] * root  # (T, R)
         with torch.no_grad():
             self.projection.copy_(root.unsqueeze(1) * vh[: c.rank])
-            self.experts.copy_(c.num_experts * a * (1 + 0.01 * torch.randn(c.num_experts, *a.shape)))
+            self.experts.copy_(c.num_experts * a * (1 + 0.01 * torch.randn(c.num_experts, *a.shape).to(a.device)))
 
     def routing_weights(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, N) sparse weights: softmax of the (noisy) logits, zero outside the top-k."""

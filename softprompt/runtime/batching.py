@@ -72,7 +72,7 @@ def make_inputs(base: FrozenModel, sequences: list[list[int]], features: torch.T
                 answer_lengths: list[int] | None = None) -> BatchInputs:
     """Left-padded inputs. With `answer_lengths`, each sequence ends with an answer of that many tokens that
     is being scored: the context mask hides it from the method (see BatchInputs.context_mask)."""
-    ids, mask = left_pad(sequences, base.tokenizer.pad_token_id)
+    ids, mask = (tensor.to(base.device) for tensor in left_pad(sequences, base.tokenizer.pad_token_id))
     context = None
     if answer_lengths is not None:
         context = mask.clone()

@@ -40,10 +40,11 @@ def decode_steps(base: FrozenModel, output, mask: torch.Tensor, max_new_tokens: 
     """From a prefill's output and mask, yield the (B,) next ids step by step; each row follows its own
     temperature (0: greedy) and limit, and yields FINISHED once it has produced a stop token or its limit.
     `weight_updates` (a method's change of the weights, see Injection) apply to every step as to the prefill."""
-    stop = torch.tensor(sorted(stop_ids(base)))
-    generator = torch.Generator().manual_seed(seed)
-    temperature = torch.tensor(temperatures, dtype=torch.float32)  # (B,)
-    limits = torch.tensor(max_new_tokens)
+    device = output.logits.device
+    stop = torch.tensor(sorted(stop_ids(base)), device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    temperature = torch.tensor(temperatures, dtype=torch.float32, device=device)  # (B,)
+    limits = torch.tensor(max_new_tokens, device=device)
     finished = limits <= 0
     for step in range(max(max_new_tokens, default=0)):
         logits = output.logits[:, -1].float()  # (B, V)

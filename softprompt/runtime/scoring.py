@@ -48,7 +48,7 @@ def choice_loss(base: FrozenModel, prompt_fn, batch: list[Encoded], features: to
                 length_normalized: bool = False) -> tuple[torch.Tensor, int]:
     """Cross-entropy over the choices' scores (the decision the metric judges), and tokens processed."""
     scores = choice_scores(base, prompt_fn, batch, length_normalized, features)
-    labels = torch.tensor([e.label for e in batch])
+    labels = torch.tensor([e.label for e in batch], device=scores.device)
     return torch.nn.functional.cross_entropy(scores, labels), sum(len(e.context) + 1 for e in batch)
 
 
@@ -73,7 +73,7 @@ def choice_scores(base: FrozenModel, prompt_fn, batch: list[Encoded], length_nor
 
 def _per_example(batch: list[Encoded], flat_scores: list[torch.Tensor]) -> torch.Tensor:
     """Regroup scores listed choice by choice into (B, C_max); missing choices score -inf."""
-    scores = torch.full((len(batch), max(len(e.choices) for e in batch)), float("-inf"))
+    scores = torch.full((len(batch), max(len(e.choices) for e in batch)), float("-inf"), device=flat_scores[0].device)
     position = 0
     for row, example in enumerate(batch):
         scores[row, : len(example.choices)] = torch.stack(flat_scores[position : position + len(example.choices)])

@@ -77,8 +77,8 @@ def merge_rows(rows: list[tuple[Injection, BatchInputs]]) -> tuple[Injection, Ba
         ids.append(torch.cat([inputs.input_ids.new_zeros(len(embeds) - inputs.input_ids.shape[1]), inputs.input_ids[0]]))
     width = max(len(s) for s in sequences)
     batch_embeds = sequences[0].new_zeros(len(rows), width, sequences[0].shape[-1])  # (B, W, d)
-    batch_ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    batch_ids = torch.zeros(len(rows), width, dtype=torch.long, device=batch_embeds.device)
+    mask = torch.zeros_like(batch_ids)
     for row, (sequence, row_ids) in enumerate(zip(sequences, ids)):
         batch_embeds[row, width - len(sequence):] = sequence
         batch_ids[row, width - len(sequence):] = row_ids
@@ -96,7 +96,7 @@ def _merge_key_values(injections: list[Injection]):
         return None, None
     lengths = [p.key_values[0][0].shape[2] if p.key_values else 0 for p in injections]
     longest = max(lengths)
-    mask = torch.zeros(len(injections), longest, dtype=torch.long)
+    mask = torch.zeros(len(injections), longest, dtype=torch.long, device=present[0][0][0].device)
     for row, length in enumerate(lengths):
         mask[row, longest - length:] = 1
     merged = []

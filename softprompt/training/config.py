@@ -5,7 +5,7 @@ import shlex
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..backbones.loading import DEFAULT_MODEL
+from ..backbones.loading import DEFAULT_MODEL, DTYPES
 from ..configs import at_least, check_types
 from ..errors import SoftPromptError, unknown_choice
 from ..methods import method_class
@@ -23,6 +23,14 @@ class TrainConfig:
     """A registered method (see `softprompt list`)."""
     model: str = DEFAULT_MODEL
     """An embedded model name, a local folder, or a hub id."""
+    device: str = "auto"
+    """Where the model runs: auto (CUDA if available, else Apple MPS, else CPU), cpu, cuda, cuda:N, mps."""
+    dtype: str = "auto"
+    """The frozen model's precision: auto (bfloat16 on a GPU that supports it, else float32), float32, bfloat16,
+    float16. The trained parameters and the optimizer state stay float32 either way."""
+    gradient_checkpointing: bool = False
+    """Recompute the model's activations in the backward pass instead of storing them: less memory for big
+    models and long inputs, about a third more compute; the gradients are the same."""
     output_dir: str = ""
     """Where the prompt, checkpoint, log and plot go; empty means runs/<task>-<method>."""
     epochs: int = 3
@@ -69,6 +77,8 @@ class TrainConfig:
         at_least(self, 0, "max_steps", "dev_size", "seed", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm")
         if self.warmup_ratio >= 1 or self.max_grad_norm == 0:
             raise SoftPromptError(f"need warmup_ratio < 1 and max_grad_norm > 0, got {self.warmup_ratio!r} and {self.max_grad_norm!r}")
+        if self.dtype not in ("auto", *DTYPES):
+            raise unknown_choice("dtype", self.dtype, ["auto", *DTYPES])
         if self.objective not in OBJECTIVES:
             raise unknown_choice("objective", self.objective, OBJECTIVES)
         optimizer_class(self.optimizer)  # an unknown name is refused with the choices

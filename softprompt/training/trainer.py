@@ -14,6 +14,7 @@ from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
 from tqdm.auto import tqdm
 
 from ..backbones import FrozenModel, load_model
+from ..backbones.loading import resolve_device, resolve_dtype
 from ..configs import from_options
 from ..errors import SoftPromptError, unknown_choice
 from ..evaluation import accuracy
@@ -65,7 +66,10 @@ class Trainer:
             raise SoftPromptError(f"output_dir {str(self.output_dir)!r} is a file, not a folder")
         _check_tracker(config.log_with)
         self.task = task or load_task(config.task, from_options(FileTaskOptions, config.file_options, "file_options"))
-        self.base = base or load_model(config.model)  # after the task: bad data is refused before a slow load
+        self.base = base or load_model(config.model, config.device, config.dtype)  # after the task: bad data is refused first
+        _check_placement(self.base, config)
+        if config.gradient_checkpointing:
+            self.base.enable_checkpointing()
         torch.manual_seed(config.seed)
         self.method = build_method(config.method, self.base, config.method_options)
         self.method.initialize(self.base, self.task)
@@ -145,7 +149,7 @@ class Trainer:
         """This process's share of one batch (forward, and backward if asked); returns the whole batch's loss."""
         share = indices[self.accelerator.process_index::self.accelerator.num_processes]
         if not share:  # a last batch smaller than the number of processes: this one only joins the sum
-            return self._batch_mean(torch.zeros(())), 0
+            return self._batch_mean(torch.zeros((), device=self.base.device)), 0
         batch = [part.train_set[i] for i in share]
         features = part.train_features[share] if part.train_features is not None else None
         with torch.set_grad_enabled(backward):
@@ -155,6 +159,7 @@ class Trainer:
         weighted = loss * len(share) / len(indices)  # summed over processes: the mean over the whole batch
         if backward:
             (weighted / self.config.gradient_accumulation).backward()
+            self.base.release_hooks()  # the backward pass has recomputed what checkpointing dropped
         return self._batch_mean(weighted.detach()), tokens
 
     def _batch_mean(self, weighted: torch.Tensor) -> float:
@@ -225,6 +230,15 @@ class Trainer:
         self.history.append(record)
         self.accelerator.log({f"train/{k}": record[k] for k in ("loss", "lr", "tokens_per_s")}, step=self.step)
         return record
+
+
+def _check_placement(base: FrozenModel, config: TrainConfig) -> None:
+    """A model passed in is used where it is: refuse a device or dtype option that says otherwise."""
+    device = resolve_device(config.device)
+    if config.device != "auto" and (device.type, device.index or 0) != (base.device.type, base.device.index or 0):
+        raise SoftPromptError(f"device {config.device!r} was asked for, but the model given sits on {base.device}")
+    if config.dtype != "auto" and resolve_dtype(config.dtype, device) != base.dtype:
+        raise SoftPromptError(f"dtype {config.dtype!r} was asked for, but the model given is in {base.dtype}")
 
 
 def _check_tracker(log_with: str) -> None:
