@@ -75,3 +75,26 @@ def test_cli_reports_a_bad_config_and_writes_nothing(capsys, tmp_path):
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not out_dir.exists()
+
+
+def test_a_preset_fills_what_was_not_given_and_explicit_options_win():
+    from softprompt.training import TrainConfig
+
+    paper = TrainConfig(method="pt-moe", preset="paper", batch_size=16)
+    assert (paper.learning_rate, paper.lr_schedule, paper.warmup_steps, paper.max_steps, paper.batch_size) == (2e-5, "constant", 500, 1500, 16)
+    assert paper.method_options == {"num_virtual_tokens": 40, "num_experts": 2, "rank": 36, "router_noise": 0.01}
+    mine = TrainConfig(method="lopa", preset="paper", method_options={"dropout": 0.3})
+    assert mine.method_options == {"instance_encoder": "base-last", "encoder_hidden_size": 0, "dropout": 0.3}
+    assert TrainConfig(method="capt", preset="paper").method_options == {"sink_token": False}
+
+
+def test_an_unknown_preset_names_the_ones_there_are():
+    import pytest
+
+    from softprompt.errors import SoftPromptError
+    from softprompt.training import TrainConfig
+
+    with pytest.raises(SoftPromptError, match="method 'lopa' has no preset 'fast'; its presets: paper"):
+        TrainConfig(method="lopa", preset="fast")
+    with pytest.raises(SoftPromptError, match="method 'prompt-tuning' has no preset 'paper'; its presets: none"):
+        TrainConfig(preset="paper")

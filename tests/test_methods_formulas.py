@@ -26,8 +26,9 @@ def masked_mean(states, mask):
     return (states * mask).sum(1) / mask.sum(1)
 
 
-def test_capt_capsule_is_task_vector_plus_mean_of_previous_layer(tiny_base, tiny_task):
-    method = build_method("capt", tiny_base)
+@pytest.mark.parametrize("sink, with_own_state", [(False, False), (True, False), (True, True)])
+def test_capt_capsule_is_task_vector_plus_mean_of_previous_layer(tiny_base, tiny_task, sink, with_own_state):
+    method = build_method("capt", tiny_base, {"sink_token": sink, "mean_includes_capsule": with_own_state})
     with torch.no_grad():
         method.task_vectors.normal_()
     inputs = batch_of(tiny_base, tiny_task)
@@ -41,11 +42,18 @@ def test_capt_capsule_is_task_vector_plus_mean_of_previous_layer(tiny_base, tiny
         prompted_forward(tiny_base, method(inputs), inputs)
     for hook in hooks:
         hook.remove()
+    at = 1 if sink else 0  # the capsule's position: after the BOS sink, or first
+    if sink:
+        torch.testing.assert_close(entering[0][:, 0], tiny_base.embed(torch.tensor([tiny_base.tokenizer.bos_token_id]))[0].expand(4, -1))
     mask = inputs.attention_mask
-    previous = [inputs.input_embeds] + [leaving[i][:, 1:] for i in range(tiny_base.num_layers - 1)]
+    previous = [inputs.input_embeds] + [leaving[i][:, at + 1:] for i in range(tiny_base.num_layers - 1)]
+    own = [torch.zeros_like(inputs.input_embeds[:, 0])] + [leaving[i][:, at] for i in range(tiny_base.num_layers - 1)]
     for i in range(tiny_base.num_layers):
-        expected = method.task_vectors[i] + masked_mean(previous[i], mask)
-        torch.testing.assert_close(entering[i][:, 0], expected, atol=1e-5, rtol=1e-5)
+        if with_own_state:  # the capsule's incoming state counts as one more token of the mean
+            mean = (own[i] + (previous[i] * mask.unsqueeze(-1)).sum(1)) / (mask.sum(1, keepdim=True) + 1)
+        else:
+            mean = masked_mean(previous[i], mask)
+        torch.testing.assert_close(entering[i][:, at], method.task_vectors[i] + mean, atol=1e-5, rtol=1e-5)
     assert sum(p.numel() for p in method.parameters()) == tiny_base.num_layers * tiny_base.hidden_size
 
 
@@ -153,3 +161,18 @@ def test_multitask_prompt_is_shared_prompt_times_rank_one_task_factor(tiny_base,
         method(inputs)
     with pytest.raises(SoftPromptError, match="not 'copa'"):
         method.for_task("copa")
+
+
+@pytest.mark.parametrize("encoder", ["base-last", "base-mean"])
+def test_the_contextual_encoder_is_the_frozen_models_own_last_hidden_state(tiny_base, encoder):
+    from softprompt.backbones.encoders import MAX_TOKENS, sentence_embeddings
+
+    texts = ["Review: a triumph\nSentiment:", "word " * (MAX_TOKENS + 40) + "Question: good?\nAnswer:"]
+    features = sentence_embeddings(encoder, tiny_base, texts)
+    for text, feature in zip(texts, features):
+        ids = tiny_base.tokenizer(text)["input_ids"][-MAX_TOKENS:]  # a long input keeps its end, as the model does
+        with torch.no_grad():
+            states = tiny_base.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0]
+        torch.testing.assert_close(feature, states[-1] if encoder == "base-last" else states.mean(0), atol=1e-4, rtol=1e-4)
+    method = build_method("lopa", tiny_base, {"instance_encoder": encoder, "encoder_hidden_size": 0})
+    assert method.u_net[0].in_features == method.u_net[0].out_features == tiny_base.hidden_size  # generators as wide as the encoder

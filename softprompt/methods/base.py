@@ -44,6 +44,8 @@ class PromptMethod(nn.Module):
     """The `Injection` fields `forward` sets: embeds, key_values, input_delta, before_layer."""
     input_dependent: ClassVar[bool] = False
     """Whether the prompt changes with the input's content (then it has no shared prefix to cache)."""
+    presets: ClassVar[dict[str, dict]] = {}
+    """Named configurations (`--preset NAME`): {"method_options": {...}, "train": {TrainConfig options}}."""
 
     def __init__(self, config: MethodConfig, base: FrozenModel):
         super().__init__()

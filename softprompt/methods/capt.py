@@ -12,14 +12,22 @@ from .base import MethodConfig, PromptMethod
 
 @dataclass
 class CaptConfig(MethodConfig):
+    sink_token: bool = True
+    """Read the tokenizer's BOS token (EOS where it has none) before the capsule, so the model keeps a first-token
+    attention sink; the capsule, rewritten at every layer, cannot be one (false: the capsule at position 0)."""
+    mean_includes_capsule: bool = False
+    """Average the capsule's own incoming state with the input's (one reading of the paper); the official code
+    averages the input's tokens only."""
     learning_rate: float = 1e-2
 
 
 class CapsulePromptTuning(PromptMethod):
-    """Liu et al. 2025. One capsule token at position 0. Entering layer i its hidden state is
+    """Liu et al. 2025. One capsule token before the text. Entering layer i its hidden state is
     S^i = p^i + mean(H^{i-1}), the mean over the real input tokens of the states entering that layer
     (H^0 = E(x)); p in R^{L x d} is all that is trained. Choices the paper leaves open: p starts at zero
-    (the capsule is then the pure instance summary), and pad positions never enter the mean.
+    (the capsule is then the pure instance summary), pad positions never enter the mean, and (sink_token)
+    a BOS token before the capsule: a capsule at position 0 takes the place of the model's attention sink and
+    sent untrained SmolLM2 to chance on SST-2 (benchmarks/results/capt_sink.txt).
     """
 
     name = "capt"
@@ -28,19 +36,33 @@ class CapsulePromptTuning(PromptMethod):
     config_class = CaptConfig
     injects = frozenset({"embeds", "before_layer"})
     input_dependent = True
+    presets = {"paper": {"method_options": {"sink_token": False}}}  # the capsule at position 0, as published
 
     def __init__(self, config: CaptConfig, base: FrozenModel):
         super().__init__(config, base)
         self.task_vectors = nn.Parameter(torch.zeros(base.num_layers, base.hidden_size))  # p: (L, d)
+        sink = base.tokenizer.bos_token_id if base.tokenizer.bos_token_id is not None else base.tokenizer.eos_token_id
+        with torch.no_grad():  # a frozen token of the model's own, not a parameter: kept out of the prompt file
+            self.register_buffer("sink", base.embed(torch.tensor([sink])).float() if config.sink_token else None, persistent=False)
 
     def prompt_length(self) -> int:
-        return 1  # the capsule
+        return 2 if self.config.sink_token else 1  # [sink;] capsule
 
     def forward(self, inputs: BatchInputs) -> Injection:
-        def capsule(layer: int, hidden: torch.Tensor) -> torch.Tensor:  # hidden: (B, 1 + T, d)
-            text = hidden[:, 1:]
-            state = self.task_vectors[layer] + masked_mean(text, inputs.context)  # (B, d): the context's mean only
-            return torch.cat([state.unsqueeze(1).to(hidden.dtype), text], dim=1)
+        at = self.prompt_length() - 1  # the capsule's position
 
-        placeholder = inputs.input_embeds.new_zeros(inputs.batch_size, 1, inputs.input_embeds.shape[-1])
-        return Injection(embeds=placeholder, before_layer=capsule)  # the hook fills position 0 at layer 0 too
+        def capsule(layer: int, hidden: torch.Tensor) -> torch.Tensor:  # hidden: (B, prompt + T, d)
+            text = hidden[:, at + 1:]
+            if self.config.mean_includes_capsule:
+                weights = torch.cat([inputs.context.new_ones(len(text), 1), inputs.context], dim=1)
+                mean = masked_mean(hidden[:, at:], weights)
+            else:
+                mean = masked_mean(text, inputs.context)  # (B, d): the context's tokens only
+            state = self.task_vectors[layer] + mean
+            return torch.cat([hidden[:, :at], state.unsqueeze(1).to(hidden.dtype), text], dim=1)
+
+        batch, width = inputs.batch_size, inputs.input_embeds.shape[-1]
+        slots = [inputs.input_embeds.new_zeros(batch, 1, width)]  # the hook fills the capsule at layer 0 too
+        if self.sink is not None:
+            slots.insert(0, self.sink.to(inputs.input_embeds.dtype).expand(batch, 1, width))
+        return Injection(embeds=torch.cat(slots, dim=1), before_layer=capsule)

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..backbones.encoders import encode_inputs, encoder_width, pooled_inputs
 from ..backbones import BatchInputs, FrozenModel, Injection
+from ..errors import SoftPromptError
 from .base import MethodConfig, PromptMethod, text_embeddings
 
 
@@ -18,9 +19,12 @@ class LopaConfig(MethodConfig):
     rank: int = 4
     """Rank r of the instance-specific part u v^T."""
     instance_encoder: str = "minilm-l6"
-    """Frozen encoder of the input: an embedded model name, or "base" for the frozen model's own mean input embedding."""
+    """Frozen encoder of the input: an embedded model name; "base" (the frozen model's mean input embedding);
+    "base-mean" / "base-last" (its contextual last hidden state, averaged or at the last token: the paper's)."""
     encoder_hidden_size: int = 64
-    """Width of the two small networks producing u and v."""
+    """Width of the two small networks producing u and v (0: the encoder's own width, as in the paper's code)."""
+    dropout: float = 0.0
+    """Dropout on the encoding while training (the paper's code: 0.1)."""
     init_text: str = ""
     """Text initialising the shared prompt; empty means the task's description."""
     learning_rate: float = 3e-2
@@ -38,11 +42,18 @@ class LowRankPromptAdaptation(PromptMethod):
     paper = "Jain et al. Prompt Tuning Strikes Back: Customizing Foundation Models with Low-Rank Prompt Adaptation. NeurIPS 2024"
     config_class = LopaConfig
     input_dependent = True
+    # The NLU code (jabhinav/...-LOPA-NLU): the foundation model encodes the input itself (here its last
+    # hidden state at the input's last token), generators as wide as the encoder, dropout 0.1, lr 1e-5.
+    presets = {"paper": {"method_options": {"instance_encoder": "base-last", "encoder_hidden_size": 0, "dropout": 0.1},
+                         "train": {"learning_rate": 1e-5}}}
 
     def __init__(self, config: LopaConfig, base: FrozenModel):
         super().__init__(config, base)
-        m, r, d, h = config.num_virtual_tokens, config.rank, base.embedding_size, config.encoder_hidden_size
+        if not 0 <= config.dropout < 1:
+            raise SoftPromptError(f"dropout must be in [0, 1), got {config.dropout}")
         width = encoder_width(config.instance_encoder, base)
+        m, r, d, h = config.num_virtual_tokens, config.rank, base.embedding_size, config.encoder_hidden_size or width
+        self.dropout = nn.Dropout(config.dropout)
         self.shared = nn.Parameter(torch.zeros(m, d))  # Z_S: (m, d)
         self.u_net = nn.Sequential(nn.Linear(width, h), nn.Tanh(), nn.Linear(h, m * r))
         self.v_net = nn.Sequential(nn.Linear(width, h), nn.Tanh(), nn.Linear(h, d * r))
@@ -65,5 +76,5 @@ class LowRankPromptAdaptation(PromptMethod):
         return self.shared * torch.sigmoid(u @ v.transpose(1, 2))  # (B, m, d)
 
     def forward(self, inputs: BatchInputs) -> Injection:
-        encoded = pooled_inputs(self.config.instance_encoder, inputs)
+        encoded = self.dropout(pooled_inputs(self.config.instance_encoder, inputs))
         return Injection(embeds=self.prompt_embeddings(encoded))

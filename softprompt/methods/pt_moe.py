@@ -41,6 +41,11 @@ class PromptTuningMixtureOfExperts(PromptMethod):
     paper = "Li, Su, Collier. PT-MoE: An Efficient Finetuning Framework for Integrating Mixture-of-Experts into Prompt Tuning. 2025 (arXiv 2505.09519)"
     config_class = PtMoeConfig
     input_dependent = True  # the router reads the input
+    # arXiv 2505.09519, appendix tables 8-9: T 40, N 2, rank 36, router noise 0.01; lr 2e-5 constant after 500
+    # warm-up steps, batch 64, 1500 steps.
+    presets = {"paper": {"method_options": {"num_virtual_tokens": 40, "num_experts": 2, "rank": 36, "router_noise": 0.01},
+                         "train": {"learning_rate": 2e-5, "lr_schedule": "constant", "warmup_steps": 500, "batch_size": 64,
+                                   "max_steps": 1500}}}
 
     def __init__(self, config: PtMoeConfig, base: FrozenModel):
         super().__init__(config, base)

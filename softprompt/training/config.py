@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from ..backbones.loading import DEFAULT_MODEL, DTYPES
@@ -13,6 +13,7 @@ from ..tasks import FileTaskOptions
 from .optimizers import optimizer_class
 
 OBJECTIVES = ("choice", "lm")
+SCHEDULES = ("linear", "constant")
 
 
 @dataclass
@@ -21,6 +22,9 @@ class TrainConfig:
     """A built-in task name or a .jsonl/.csv file."""
     method: str = "prompt-tuning"
     """A registered method (see `softprompt list`)."""
+    preset: str = ""
+    """A named configuration of the method (e.g. paper: the paper's own settings, see docs/methods/): it sets
+    the method's options and training options that are not given explicitly."""
     model: str = DEFAULT_MODEL
     """An embedded model name, a local folder, or a hub id."""
     device: str = "auto"
@@ -43,6 +47,10 @@ class TrainConfig:
     learning_rate: float = 0.0
     """0 uses the method's own default."""
     warmup_ratio: float = 0.1
+    warmup_steps: int = 0
+    """Warm-up length in steps; 0 uses warmup_ratio of the run's steps."""
+    lr_schedule: str = "linear"
+    """After the warm-up: linear (decay to 0 at the last step) or constant."""
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 256
@@ -74,14 +82,30 @@ class TrainConfig:
     def __post_init__(self):
         check_types(self)
         at_least(self, 1, "epochs", "batch_size", "gradient_accumulation", "max_length", "eval_batch_size", "checkpoint_every")
-        at_least(self, 0, "max_steps", "dev_size", "seed", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm")
+        at_least(self, 0, "max_steps", "warmup_steps", "dev_size", "seed", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm")
         if self.warmup_ratio >= 1 or self.max_grad_norm == 0:
             raise SoftPromptError(f"need warmup_ratio < 1 and max_grad_norm > 0, got {self.warmup_ratio!r} and {self.max_grad_norm!r}")
         if self.dtype not in ("auto", *DTYPES):
             raise unknown_choice("dtype", self.dtype, ["auto", *DTYPES])
+        if self.lr_schedule not in SCHEDULES:
+            raise unknown_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        if self.preset:
+            self._fill_from_preset()
         if self.objective not in OBJECTIVES:
             raise unknown_choice("objective", self.objective, OBJECTIVES)
         optimizer_class(self.optimizer)  # an unknown name is refused with the choices
+
+    def _fill_from_preset(self) -> None:
+        """The preset's values wherever an option still has its default: explicit options win, so a preset is a
+        starting point, not a lock."""
+        presets = method_class(self.method).presets
+        if self.preset not in presets:
+            raise SoftPromptError(f"method {self.method!r} has no preset {self.preset!r}; its presets: {', '.join(presets) or 'none'}")
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        for key, value in presets[self.preset].get("train", {}).items():
+            if getattr(self, key) == defaults[key]:
+                setattr(self, key, value)
+        self.method_options = {**presets[self.preset].get("method_options", {}), **self.method_options}
 
     def resolved_output_dir(self) -> Path:
         tasks = "+".join(Path(name).stem for name in self.task.split(","))

@@ -52,7 +52,8 @@ class AdamW(Optimizer):
     description = "back-propagation through the frozen model; AdamW, warm-up + linear decay, clipping"
 
     def __init__(self, method: torch.nn.Module, config, total_steps: int):
-        from transformers import get_linear_schedule_with_warmup  # here: it loads peft, which `softprompt list` never needs
+        # here: importing transformers' schedules loads peft, which `softprompt list` never needs
+        from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
         groups = method.parameter_groups()
         if config.learning_rate:
@@ -60,7 +61,11 @@ class AdamW(Optimizer):
         self.parameters = [p for group in groups for p in group["params"]]
         self.max_grad_norm = config.max_grad_norm
         self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * total_steps), total_steps)
+        warmup = config.warmup_steps or int(config.warmup_ratio * total_steps)
+        if config.lr_schedule == "constant":
+            self.scheduler = get_constant_schedule_with_warmup(self.optimizer, warmup)
+        else:
+            self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)
 
     def step(self, closure: Callable[[bool], float]) -> float:
         loss = closure(True)
