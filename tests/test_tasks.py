@@ -94,3 +94,11 @@ def test_a_prompt_of_a_task_with_per_example_choices_refuses_to_classify(tiny_ba
     prompt = TunedPrompt(tiny_base, build_method("prompt-tuning", tiny_base), {"label_words": list(load_task("copa").label_words)})
     with pytest.raises(SoftPromptError, match="answer choices differ per example"):
         prompt.classify(["The man broke his toe because"])
+
+
+def test_the_tasks_with_test_carves_big_enough_to_decide():
+    sizes = {name: (len(load_task(name).train), len(load_task(name).test)) for name in ("winogrande", "hellaswag", "sciq", "social-iqa")}
+    assert sizes == {"winogrande": (267, 1000), "hellaswag": (2000, 1000), "sciq": (400, 600), "social-iqa": (954, 1000)}
+    sciq = load_task("sciq")  # answers are shuffled per question (seeded), or the first would always be right
+    assert len({e.label for e in sciq.test}) == 4 and all(e.choices[e.label] != e.choices[0] for e in sciq.test[:50] if e.label)
+    assert load_task("hellaswag").length_normalized and load_task("winogrande").label_words == ()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..errors import SoftPromptError
 from .base import Example, Task, seeded_carve
 
@@ -84,6 +86,27 @@ def _piqa(row):
     return Example(f"Question: {row['goal']}\nAnswer:", (" " + row["sol1"], " " + row["sol2"]), int(row["label"]))
 
 
+def _winogrande(row):
+    question = row["sentence"].replace("_", "___")
+    return Example(f"{question}\nQuestion: who or what is ___?\nAnswer:", (" " + row["option1"], " " + row["option2"]), int(row["answer"]) - 1)
+
+
+def _hellaswag(row):
+    return Example(f"{row['activity_label']}: {row['ctx']}", tuple(" " + e.strip() for e in _parsed(row["endings"])), int(row["label"]))
+
+
+def _sciq(row):
+    answers = list(dict.fromkeys([row["correct_answer"], row["distractor1"], row["distractor2"], row["distractor3"]]))  # a few repeat one
+    order = np.random.default_rng(len(row["question"])).permutation(len(answers))  # a fixed order per question, not always first
+    return Example(f"Question: {row['question']}\nAnswer:", tuple(" " + answers[i] for i in order), int(np.argmin(order)))
+
+
+def _social_iqa(row):
+    given = [" " + row["answerA"], " " + row["answerB"], " " + row["answerC"]]
+    answers = tuple(dict.fromkeys(given))  # a few rows repeat an answer
+    return Example(f"{row['context']}\nQuestion: {row['question']}\nAnswer:", answers, answers.index(given[int(row["label"]) - 1]))
+
+
 def _gsm8k(doc):
     return Example(f"Question: {doc['question']}\nAnswer:", completion=" " + doc["answer"])
 
@@ -97,6 +120,7 @@ class BuiltinTask:
     length_normalized: bool = False
     max_new_tokens: int = 8
     split: str = "validation"  # the one split that ships, which the carve divides
+    test_size: int | None = None  # at most this many of the rest are the test carve (None: all of it)
 
 
 TASKS: dict[str, BuiltinTask] = {
@@ -116,6 +140,14 @@ TASKS: dict[str, BuiltinTask] = {
                             "Answer the grade-school science question.", length_normalized=True),
     "piqa": BuiltinTask(lambda: read_arrow("piqa/plain_text/validation"), _piqa, 1338,
                         "Choose the solution that achieves the physical goal.", length_normalized=True),
+    "winogrande": BuiltinTask(lambda: read_arrow("winogrande/winogrande_xl/validation"), _winogrande, 267,
+                              "Decide whom or what the blank in the sentence refers to."),
+    "hellaswag": BuiltinTask(lambda: read_arrow("hellaswag/none/validation"), _hellaswag, 2000,
+                             "Choose the most plausible continuation of the scene.", length_normalized=True, test_size=1000),
+    "sciq": BuiltinTask(lambda: read_arrow("sciq/none/validation"), _sciq, 400,
+                        "Answer the science question.", length_normalized=True),
+    "social-iqa": BuiltinTask(lambda: read_arrow("social_i_qa/none/validation"), _social_iqa, 954,
+                              "Answer the question about the people in the situation.", length_normalized=True),
     "gsm8k": BuiltinTask(lambda: read_requests("gsm8k/gold_bpb_5shot"), _gsm8k, 1000,
                          "Solve the grade-school math word problem step by step, then give the final number.",
                          max_new_tokens=256, split="test"),
@@ -126,5 +158,6 @@ def load_builtin(name: str) -> Task:
     spec = TASKS[name]
     examples = [spec.format(row) for row in spec.read()]
     train, test = seeded_carve(examples, spec.train_size, seed=0)
+    test = test[:spec.test_size]
     note = f"{name}: seeded carve of the {len(examples)}-row {spec.split} split, {len(train)} train / {len(test)} test (numpy default_rng(0))"
     return Task(name, train, test, spec.description, note, spec.length_normalized, spec.max_new_tokens)
