@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import softprompt  # noqa: E402
-from softprompt.evaluation import zero_shot  # noqa: E402
+from softprompt.evaluation import evaluate  # noqa: E402
+from softprompt.runtime.scoring import no_prompt  # noqa: E402
 from softprompt.configs import parse_options  # noqa: E402
 from softprompt.backbones import load_model  # noqa: E402
 from softprompt.errors import SoftPromptError  # noqa: E402
@@ -68,15 +69,15 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
         result = softprompt.train(config, base=args.base)
     joint = {"joint_tasks": tasks} if len(tasks) > 1 else {}
     return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint,  # prompts come in the order of the tasks
-                   **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps")}}
+                   **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps", "correct")}}
             for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
 
 
 def run_cells(method: str, tasks: list[str], seed: int, args) -> dict[str, dict]:
     """One run: the results of the cells (method, task, seed) for each task (several only for JOINT methods)."""
     if method == ZERO_SHOT:
-        return {tasks[0]: {"accuracy": zero_shot(args.base, load_task(tasks[0]), max_length=args.max_length)["accuracy"],
-                           "trainable_parameters": 0, "seconds_per_step": None, "steps": 0}}
+        bare = evaluate(args.base, no_prompt, load_task(tasks[0]), max_length=args.max_length, per_example=True)
+        return {tasks[0]: {**bare, "trainable_parameters": 0, "seconds_per_step": None, "steps": 0}}
     if method == LORA:  # trained like every method, with the same batches, schedule and steps; --option is refused for it
         return run_method(method, tasks, seed, args, LORA_OPTIONS, args.lora_lr)
     return run_method(method, tasks, seed, args, args.options)
@@ -187,7 +188,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     stems = [Path(t).stem for t in tasks]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.report, report_text(args, cells, methods, stems, seeds, carves))
-    chart(cells, methods, stems, args.report.with_suffix(".png"))
+    chart(cells, methods, stems, args.report.with_suffix(".png"), {t: c.floor for t, c in carves.items() if c})
     print(f"wrote {args.report}")
 
 

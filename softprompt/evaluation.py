@@ -15,15 +15,17 @@ from .tasks import Task
 
 
 def evaluate(base: FrozenModel, prompt_fn, task: Task, batch_size: int = 16, max_length: int = 256,
-             features: torch.Tensor | None = None, progress=None) -> dict:
+             features: torch.Tensor | None = None, progress=None, per_example: bool = False) -> dict:
     """The task's test metric: accuracy for choice tasks, exact match of the final number for generation.
-    `features` are the method's per-example features of task.test, if it uses any."""
+    `features` are the method's per-example features of task.test, if it uses any. With `per_example`, also
+    "correct": one '1' or '0' per test row, in order (what a paired test of two prompts compares)."""
     if not (isinstance(batch_size, int) and batch_size >= 1 and isinstance(max_length, int) and max_length >= 1):
         raise SoftPromptError(f"batch_size and max_length must be integers >= 1, got {batch_size!r} and {max_length!r}")
     encoded = encode(base, task.test, max_length)
-    if task.test[0].is_choice:
-        return {"accuracy": accuracy(base, prompt_fn, encoded, task, batch_size, features, progress)}
-    return {"exact_match": exact_match(base, prompt_fn, encoded, task, batch_size, features, progress)}
+    judge = choice_correctness if task.test[0].is_choice else exact_match_correctness
+    correct = judge(base, prompt_fn, encoded, task, batch_size, features, progress)
+    metrics = {"accuracy" if task.test[0].is_choice else "exact_match": sum(correct) / len(correct)}
+    return {**metrics, "correct": "".join("1" if c else "0" for c in correct)} if per_example else metrics
 
 
 def zero_shot(base: FrozenModel, task: Task, batch_size: int = 16, max_length: int = 256) -> dict:
@@ -35,31 +37,40 @@ def zero_shot(base: FrozenModel, task: Task, batch_size: int = 16, max_length: i
 def accuracy(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, batch_size: int,
              features: torch.Tensor | None = None, progress=None) -> float:
     """Share of examples whose highest-scoring choice is the true one."""
-    correct = 0
+    correct = choice_correctness(base, prompt_fn, encoded, task, batch_size, features, progress)
+    return sum(correct) / len(correct)
+
+
+@torch.no_grad()
+def choice_correctness(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, batch_size: int,
+                       features: torch.Tensor | None = None, progress=None) -> list[bool]:
+    """Per example, in order: is its highest-scoring choice the true one? (Batches go by length.)"""
+    correct = [False] * len(encoded)
     for batch in bucketed_batches([len(e.context) for e in encoded], batch_size, 0, 0, shuffle=False):
         items = [encoded[i] for i in batch]
         batch_features = features[[e.index for e in items]] if features is not None else None
         scores = choice_scores(base, prompt_fn, items, task.length_normalized, batch_features)
-        correct += sum(int(p) == e.label for p, e in zip(scores.argmax(-1), items))
+        for row, prediction in zip(batch, scores.argmax(-1).tolist()):
+            correct[row] = prediction == encoded[row].label
         if progress is not None:
             progress.update(len(items))
-    return correct / len(encoded)
+    return correct
 
 
 @torch.no_grad()
-def exact_match(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, batch_size: int,
-                features: torch.Tensor | None = None, progress=None) -> float:
-    """Share of examples whose greedy generation ends in the reference's final number."""
-    correct = 0
+def exact_match_correctness(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, batch_size: int,
+                            features: torch.Tensor | None = None, progress=None) -> list[bool]:
+    """Per example, in order: does its greedy generation end in the reference's final number?"""
+    correct = []
     for start in range(0, len(encoded), batch_size):
         batch = encoded[start:start + batch_size]
         batch_features = features[[e.index for e in batch]] if features is not None else None
         outputs = generate_ids(base, prompt_fn, [e.context for e in batch], task.max_new_tokens, features=batch_features)
         for ids, example in zip(outputs, batch):
-            correct += final_number(base.tokenizer.decode(ids)) == final_number(task.test[example.index].completion)
+            correct.append(final_number(base.tokenizer.decode(ids)) == final_number(task.test[example.index].completion))
         if progress is not None:
             progress.update(len(batch))
-    return correct / len(encoded)
+    return correct
 
 
 NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")

@@ -21,6 +21,7 @@ def compare(*args):
 
 def load_report():
     """benchmarks/compare_report.py as a module, to test the comparison report's functions without running a grid."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # compare_report imports paired.py from beside it, as the scripts do
     spec = importlib.util.spec_from_file_location("compare_report", ROOT / "benchmarks" / "compare_report.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -194,3 +195,18 @@ def test_spread_is_the_seed_standard_deviation_in_points():
     assert math.isclose(report_module.accuracy_spread(cells, "lopa", "sst2"), statistics.stdev([80, 84, 86]))  # 3.06, not the population 2.49
     assert report_module.accuracy_spread(cells, "lopa", "rte") == 0.0
     assert report_module.accuracy_spread(cells, "lopa", "mrpc") == 0.0
+
+
+def test_mcnemar_pools_the_common_seeds_and_states_its_power():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from paired import exact_two_sided, mcnemar
+
+    assert exact_two_sided(0, 6) == 2 / 64 and exact_two_sided(3, 6) == 1.0  # by hand: 2 * C(6,0) / 2^6
+    method = {0: "1111100000", 1: "1111111000", 2: "1" * 10}  # seed 2 has no baseline: left out
+    baseline = {0: "1000000000", 1: "1111100000"}
+    paired = mcnemar(method, baseline)
+    assert (paired.rows, paired.method_only, paired.baseline_only) == (20, 6, 0)
+    assert paired.p_value == 2 / 64 and paired.verdict() == "holds" and paired.difference == 30.0
+    assert mcnemar(baseline, method).verdict() == "does not hold"
+    assert mcnemar({0: "10"}, {0: "01"}).verdict() == "undecided"
+    assert round(paired.detectable, 1) == 34.3  # 20 pairs, 30% disagreeing: (1.96 + 0.84) * sqrt(0.3 / 20), at 80% power

@@ -80,10 +80,11 @@ def _test_metrics(trainer: Trainer, part: TaskData) -> dict:
     with tqdm(total=len(task.test), desc=f"test {task.name}", unit="ex", disable=quiet) as bar:
         # through TunedPrompt: a task-level prompt is scored from its cached keys/values
         scored = TunedPrompt(trainer.base, part.method, {})
-        metrics = evaluate(trainer.base, scored, task, config.eval_batch_size, config.max_length, trainer.features(task.test), bar)
+        metrics = evaluate(trainer.base, scored, task, config.eval_batch_size, config.max_length, trainer.features(task.test), bar,
+                           per_example=True)  # each test row's outcome: what a paired comparison of two runs needs
     if config.zero_shot:
         with tqdm(total=len(task.test), desc=f"zero-shot {task.name}", unit="ex", disable=quiet) as bar:
-            bare = evaluate(trainer.base, no_prompt, task, config.eval_batch_size, config.max_length, None, bar)
+            bare = evaluate(trainer.base, no_prompt, task, config.eval_batch_size, config.max_length, None, bar, per_example=True)
         metrics.update({f"zero_shot_{k}": v for k, v in bare.items()})
     return metrics
 

@@ -1,0 +1,62 @@
+"""Paired comparison of two methods on the same test rows (issue 24): McNemar's exact test over the rows of
+every seed both ran, pooled, and the smallest accuracy difference it could detect (its power).
+
+A seed's cell holds "correct": one '1'/'0' per test row in order. Two methods run with the same seed see the
+same test rows, so each row is a pair; only the rows where exactly one of them is right carry information.
+"""
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import NamedTuple
+
+ALPHA, POWER = 0.05, 0.8
+
+
+class Paired(NamedTuple):
+    rows: int  # pairs pooled over the common seeds
+    method_only: int  # rows only the method got right
+    baseline_only: int  # rows only the baseline got right
+    p_value: float  # McNemar's exact (binomial) two-sided p
+    detectable: float  # accuracy difference (points) this many pairs detect with POWER at ALPHA
+
+    @property
+    def difference(self) -> float:
+        """Method minus baseline, in accuracy points."""
+        return 100 * (self.method_only - self.baseline_only) / self.rows
+
+    def verdict(self) -> str:
+        """For the claim "method >= baseline": holds (significantly better), does not hold (significantly
+        worse), or undecided at this power."""
+        if self.p_value < ALPHA:
+            return "holds" if self.difference > 0 else "does not hold"
+        return "undecided"
+
+
+def mcnemar(method_cells: dict[int, str], baseline_cells: dict[int, str]) -> Paired | None:
+    """The paired test over the seeds both have per-row results for (seed -> correct string); None if none."""
+    seeds = sorted(set(method_cells) & set(baseline_cells))
+    pairs = [(a == "1", b == "1") for seed in seeds if len(method_cells[seed]) == len(baseline_cells[seed])
+             for a, b in zip(method_cells[seed], baseline_cells[seed])]
+    if not pairs:
+        return None
+    method_only = sum(a and not b for a, b in pairs)
+    baseline_only = sum(b and not a for a, b in pairs)
+    discordant = method_only + baseline_only
+    p_value = exact_two_sided(min(method_only, baseline_only), discordant)
+    return Paired(len(pairs), method_only, baseline_only, p_value, detectable_difference(len(pairs), discordant / len(pairs)))
+
+
+def exact_two_sided(smaller: int, discordant: int) -> float:
+    """McNemar's exact p: twice the chance of at most `smaller` successes in `discordant` fair coin flips."""
+    if discordant == 0:
+        return 1.0
+    tail = sum(math.comb(discordant, k) for k in range(smaller + 1)) / 2 ** discordant
+    return min(1.0, 2 * tail)
+
+
+def detectable_difference(rows: int, discordant_share: float) -> float:
+    """Accuracy difference (points) McNemar's test detects with POWER at two-sided ALPHA, for `rows` pairs of
+    which this share disagree (Connor's normal approximation: d = (z_a + z_b) * sqrt(share / rows))."""
+    z = NormalDist().inv_cdf(1 - ALPHA / 2) + NormalDist().inv_cdf(POWER)
+    return 100 * z * math.sqrt(max(discordant_share, 1 / rows) / rows)
