@@ -182,3 +182,13 @@ def test_a_leaving_row_takes_its_width_with_it(tiny_base):
     batch.step()
     batch.keep([1])
     assert batch.mask.tolist() == [[1] * 4] and all(k.shape[:3] == (1, 2, 4) for k, _ in batch.key_values)
+
+
+def test_penalties_and_bias_move_the_logits_by_openais_formula(tiny_base):
+    """logit - count * frequency_penalty - (count > 0) * presence_penalty + bias, over the tokens generated so far."""
+    from softprompt.serving.sampling import _processed
+
+    seq = sequence(tiny_base, Row([1]), presence_penalty=0.5, frequency_penalty=0.25, logit_bias=((9, -3.0),))
+    seq.tokens = [5, 5, 7]
+    changed = _processed(torch.zeros(1, 12), [seq], torch.tensor([2]))[0]
+    assert changed[5] == -(2 * 0.25 + 0.5) and changed[7] == -(0.25 + 0.5) and changed[9] == -3.0 and changed[6] == 0
