@@ -218,3 +218,21 @@ def test_metrics_count_requests_tokens_batches_and_prompt_cache_hits(server, cli
     assert grew("softprompt_prefix_cache_hits_total") == 3 and grew("softprompt_prefix_cache_misses_total") == 0
     assert grew('softprompt_request_latency_seconds_count{endpoint="/v1/completions"}') == 3
     assert after["softprompt_queue_length"] == 0 and after["softprompt_running_sequences"] == 0
+
+
+def test_a_client_that_leaves_a_stream_frees_its_row(server, client):
+    """Closing a stream early cancels the choice: it leaves the running batch instead of decoding 200 tokens."""
+    import httpx2
+
+    def generated() -> float:
+        text = httpx2.get(f"{server[0]}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+        return float(next(line.split()[1] for line in text.splitlines() if line.startswith("softprompt_generated_tokens_total")))
+    before = generated()
+    stream = client.completions.create(model="sentiment", prompt=TEXT, max_tokens=200, stream=True)
+    next(iter(stream))
+    stream.close()
+    for _ in range(100):  # the row leaves when its choice is cancelled, or after its 200th token
+        if "softprompt_running_sequences 0.0" in httpx2.get(f"{server[0]}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text:
+            break
+        time.sleep(0.1)
+    assert generated() - before < 20  # 2 here; 200 when a left stream kept decoding
