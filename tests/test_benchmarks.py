@@ -194,3 +194,18 @@ def test_spread_is_the_seed_standard_deviation_in_points():
     assert math.isclose(report_module.accuracy_spread(cells, "lopa", "sst2"), statistics.stdev([80, 84, 86]))  # 3.06, not the population 2.49
     assert report_module.accuracy_spread(cells, "lopa", "rte") == 0.0
     assert report_module.accuracy_spread(cells, "lopa", "mrpc") == 0.0
+
+
+def test_serve_speed_scheduling_part_compares_continuous_and_static_servers(tmp_path, tiny_model_dir):
+    """Part (g) runs the same mixed load on a continuous-batching and a static-batching server, then completions
+    batched vs one-at-a-time, and reports both ratios (no timing asserted)."""
+    out = tmp_path / "scheduling.txt"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_speed.py"), "--model", str(tiny_model_dir),
+                          "--eval-rows", "16", "--parts", "g", "--clients", "4", "--long-tokens", "6", "--generations", "2",
+                          "--unbatched-clients", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = out.read_text()
+    assert report.count("0 failed: classify") == 2  # the continuous and the static server
+    assert "completions 4 (24 tokens)" in report  # 2 generating clients x 2 completions x 6 tokens, on each server
+    assert "short requests' p99 latency, continuous / old static batcher =" in report
+    assert "completions throughput, batched / one-at-a-time =" in report
