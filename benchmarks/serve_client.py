@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass
 class Client:
     """One client loop: it cycles through `kinds` ("classify", "completions", "chat"). It sends `requests`
-    requests; with None it goes on until the timed run ends or, in an untimed run, until every counted client
-    is done (and sends at least one)."""
+    requests, or with None goes on until the timed run ends (at least one)."""
 
     kinds: list[str]
     requests: int | None = None
@@ -44,16 +43,10 @@ async def drive(url: str, names: list[str], texts: list[str], clients: list[Clie
     latencies = {kind: [] for client in clients for kind in client.kinds}
     failures, produced = [], dict.fromkeys(latencies, 0)
     end = time.perf_counter() + duration
-    counted_done = asyncio.Event()
-    counted = [c for c in clients if c.requests is not None]
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def more(client: Client, i: int) -> bool:
-        if client.requests is not None:
-            return i < client.requests
-        if duration:
-            return i == 0 or time.perf_counter() < end
-        return i == 0 or not counted_done.is_set()
+        return i < client.requests if client.requests is not None else i == 0 or time.perf_counter() < end
 
     async def loop(index: int, client: Client, http):
         i = 0
@@ -72,13 +65,9 @@ async def drive(url: str, names: list[str], texts: list[str], clients: list[Clie
             latencies[kind].append(time.perf_counter() - start)
             i += 1
 
-    async def counted_loops(http):
-        await asyncio.gather(*(loop(i, c, http) for i, c in enumerate(clients) if c.requests is not None))
-        counted_done.set()
-
     async with httpx2.AsyncClient(timeout=900, limits=httpx2.Limits(max_connections=len(clients))) as http:
         start = time.perf_counter()
-        await asyncio.gather(counted_loops(http), *(loop(i, c, http) for i, c in enumerate(clients) if c.requests is None))
+        await asyncio.gather(*(loop(i, c, http) for i, c in enumerate(clients)))
         elapsed = time.perf_counter() - start
     total = sum(len(v) for v in latencies.values())
     kinds = {kind: {"requests": len(values), "new_tokens": produced[kind], "throughput": len(values) / elapsed, **percentiles(values)}

@@ -10,6 +10,7 @@ import time
 
 from serve_client import Client, describe, drive, rss_kib, save_prompts, server_process
 
+RSS_EVERY_S = 5.0
 BAD_CREDENTIALS = [None, "Bearer wrong-key", "Basic {key}", "Bearer {key}x", "{key}"]
 PROBED = [("POST", "/v1/completions", {"prompt": "Hello", "max_tokens": 2}), ("POST", "/v1/chat/completions",
           {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 2}), ("POST", "/v1/classify", {"input": "Hello"}),
@@ -39,13 +40,15 @@ def load_test(prompts, task, args, report):
 
 
 def scheduling_test(prompts, task, args, report):
-    """(g) Half the clients loop short /v1/classify requests while the other half each ask for --generations
-    completions of --long-tokens tokens: the same load on a continuous-batching server and on the old
-    static batcher (benchmarks/static_batching.py). Then completions alone, batched vs one-at-a-time."""
+    """(g) Half the clients each send --short-requests short /v1/classify requests, one after another, while
+    the other half each ask for --generations completions of --long-tokens tokens: the same requests to a
+    continuous-batching server and to the old static batcher (benchmarks/static_batching.py). Then
+    completions alone, batched vs one-at-a-time."""
     with tempfile.TemporaryDirectory() as folder:
         names, texts = save_prompts(prompts, folder), [e.text for e in task.test]
         short = args.clients // 2
-        mixed = [Client(["classify"]) for _ in range(short)] + [Client(["completions"], args.generations) for _ in range(args.clients - short)]
+        mixed = ([Client(["classify"], args.short_requests) for _ in range(short)]
+                 + [Client(["completions"], args.generations) for _ in range(args.clients - short)])
         p99 = {}
         for label, static in (("continuous batching", False), ("old static batcher", True)):
             with server_process(folder, args, args.max_batch_size, 900, static=static) as (url, _):
@@ -53,8 +56,9 @@ def scheduling_test(prompts, task, args, report):
                 result = asyncio.run(drive(url, names, texts, mixed, args.long_tokens))
             classify, completions = result["kinds"]["classify"], result["kinds"]["completions"]
             p99[label] = classify["p99"]
-            report(f"(g) {label} (max batch {args.max_batch_size}), {short} clients looping /v1/classify while {args.clients - short} "
-                   f"ask for {args.generations} x {args.long_tokens} tokens each, {result['seconds']:.1f} s, {len(result['failed'])} failed: "
+            report(f"(g) {label} (max batch {args.max_batch_size}), {short} clients x {args.short_requests} /v1/classify while "
+                   f"{args.clients - short} ask for {args.generations} x {args.long_tokens} tokens each: all done in {result['seconds']:.1f} s, "
+                   f"{len(result['failed'])} failed: "
                    f"classify {classify['requests']} requests, p50 {1000 * classify['p50']:.0f} ms, p99 {1000 * classify['p99']:.0f} ms; "
                    f"completions {completions['requests']} ({completions['new_tokens']} tokens), p50 {completions['p50']:.1f} s, "
                    f"p99 {completions['p99']:.1f} s, {completions['new_tokens'] / result['seconds']:.1f} tokens/s")
@@ -74,26 +78,27 @@ def scheduling_test(prompts, task, args, report):
 
 
 def soak_test(prompts, task, args, report):
-    """(f) The server, with an API key, loaded for a bounded time by clients rotating over /v1/classify,
-    /v1/completions and /v1/chat/completions, while a prober sends requests with a missing or wrong key; its
-    resident memory read from /proc after a warm-up and again after the run."""
+    """(f) The server, with an API key, loaded by clients rotating over /v1/classify, /v1/completions and
+    /v1/chat/completions: --warmup seconds, then --duration seconds while a prober sends requests with a
+    missing or wrong key. Its resident memory (/proc VmRSS) is sampled throughout; growth is measured from
+    the end of the warm-up, when the batch sizes and lengths the load reaches have been allocated once."""
     key = f"soak-{secrets.token_hex(8)}"
     with tempfile.TemporaryDirectory() as folder:
         names, texts = save_prompts(prompts, folder), [e.text for e in task.test]
         kinds = ["classify", "completions", "chat"]
+        clients = _rotating(kinds, args.clients, None)
         with server_process(folder, args, args.max_batch_size, timeout_s=60, api_key=key) as (url, pid):
-            warm = asyncio.run(drive(url, names, texts, _rotating(kinds, args.clients, 1), args.new_tokens, api_key=key))
+            warm, _, warm_samples = asyncio.run(_soak(url, names, texts, clients, args.new_tokens, key, pid, args.warmup, probe=False))
             before = rss_kib(pid)
-            result, probes = asyncio.run(_soak(url, names, texts, _rotating(kinds, args.clients, None), args, key))
+            result, probes, samples = asyncio.run(_soak(url, names, texts, clients, args.new_tokens, key, pid, args.duration, probe=True))
             after = rss_kib(pid)
     growth = 100 * (after - before) / before
     per_kind = ", ".join(f"{result['kinds'][kind]['requests']} {kind}" for kind in kinds)
     report(f"(f) soak: the server in its own process with --api-key (max batch {args.max_batch_size}, request timeout 60 s), "
            f"{args.clients} clients looping for {args.duration:g} s over {len(names)} prompts, rotating /v1/classify, /v1/completions "
-           f"and /v1/chat/completions ({args.new_tokens} new tokens), after a warm-up of one request per client "
-           f"({warm['requests']}, {len(warm['failed'])} failed)")
-    report(f"    {result['requests']} requests ({per_kind}) in "
-           f"{result['seconds']:.1f} s: {describe(result)}   (target: 0 failed)")
+           f"and /v1/chat/completions ({args.new_tokens} new tokens), after a {args.warmup:g} s warm-up of the same load "
+           f"({warm['requests']} requests, {len(warm['failed'])} failed)")
+    report(f"    {result['requests']} requests ({per_kind}) in {result['seconds']:.1f} s: {describe(result)}   (target: 0 failed)")
     _report_failures(result, report)
     report(f"    missing or wrong key: {probes['sent']} requests, {probes['refused']} answered 401 with no output, "
            f"{probes['sent'] - probes['refused']} otherwise   (target: all 401)")
@@ -101,12 +106,25 @@ def soak_test(prompts, task, args, report):
         report(f"    not refused: {leak}")
     report(f"    server RSS after warm-up {before / 1024:.1f} MiB, after the run {after / 1024:.1f} MiB: "
            f"growth {growth:+.2f}%   (target < 10%)")
+    for phase, series in (("warm-up", warm_samples), ("run", samples)):
+        report(f"    RSS during the {phase}, every {RSS_EVERY_S:g} s (MiB): {' '.join(f'{kib / 1024:.0f}' for kib in series)}")
 
 
-async def _soak(url, names, texts, clients, args, key):
-    load = asyncio.create_task(drive(url, names, texts, clients, args.new_tokens, duration=args.duration, api_key=key))
-    probes = await _probe_keys(url, key, args.duration)
-    return await load, probes
+async def _soak(url, names, texts, clients, new_tokens, key, pid, duration, probe: bool):
+    """The load for `duration` seconds, RSS samples, and (with `probe`) the key prober alongside."""
+    load = asyncio.create_task(drive(url, names, texts, clients, new_tokens, duration=duration, api_key=key))
+    samples = asyncio.create_task(_sample_rss(pid, load))
+    probes = await _probe_keys(url, key, duration) if probe else None
+    return await load, probes, await samples
+
+
+async def _sample_rss(pid: int, load: asyncio.Task) -> list[int]:
+    """The server's RSS every RSS_EVERY_S seconds until the load is done: a leak climbs, a high-water mark levels off."""
+    samples = []
+    while not load.done():
+        samples.append(rss_kib(pid))
+        await asyncio.sleep(RSS_EVERY_S)
+    return samples
 
 
 async def _probe_keys(url: str, key: str, duration: float) -> dict:

@@ -15,14 +15,16 @@ stall at every barrier (measured here: 10x slower per forward at load average 10
 (e) scoring the SST-2 test carve: ours (KV cache, no autograd) vs PEFT (pad to the longest, no autograd);
 (f) a soak run, not in the default parts: the real server (`softprompt serve --api-key`) in its own process,
     --clients loops rotating /v1/classify, /v1/completions and /v1/chat/completions for --duration seconds
-    while a prober sends requests with a missing or wrong key; failed requests, p50/p99, the probes' answers,
-    and the server's resident memory (/proc VmRSS) after a warm-up vs after the run:
+    after a --warmup of the same load, while a prober sends requests with a missing or wrong key; failed
+    requests, p50/p99, the probes' answers, and the server's resident memory (/proc VmRSS) sampled
+    throughout, growth measured from the end of the warm-up:
 
     nice -n 5 .venv/bin/python benchmarks/serve_speed.py --parts f --threads 1 --duration 60 --clients 64
 
 (g) continuous batching vs the old static batcher (benchmarks/static_batching.py), not in the default parts:
-    half the clients loop short /v1/classify requests while the other half ask for --long-tokens tokens each;
-    the short requests' p99 latency on each server; then completions alone, batched vs one-at-a-time:
+    half the clients send --short-requests short /v1/classify requests each while the other half ask for
+    --long-tokens tokens each; the short requests' p99 latency on each server; then completions alone,
+    batched vs one-at-a-time:
 
     nice -n 5 .venv/bin/python benchmarks/serve_speed.py --parts g --threads 1 --clients 32 --long-tokens 64
 """
@@ -184,8 +186,10 @@ def main(argv=None):
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of the soak run (f)")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds of the same load before the soak run (f) is measured")
     parser.add_argument("--long-tokens", type=int, default=64, help="tokens of each completion in (g)")
     parser.add_argument("--generations", type=int, default=1, help="completions each generating client asks for in (g)")
+    parser.add_argument("--short-requests", type=int, default=8, help="classify requests each short-request client sends in (g)")
     parser.add_argument("--unbatched-clients", type=int, default=4, help="clients of the one-at-a-time server in (g) (a rate: fewer suffice)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parts", default="abcde", help="which measurements to run, e.g. 'd' for the load run alone; 'f' (the soak run) and 'g' (scheduling) only when named")

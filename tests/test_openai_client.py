@@ -236,3 +236,19 @@ def test_a_client_that_leaves_a_stream_frees_its_row(server, client):
             break
         time.sleep(0.1)
     assert generated() - before < 20  # 2 here; 200 when a left stream kept decoding
+
+
+def test_an_api_key_file_holds_one_key_a_line(tmp_path):
+    from softprompt.errors import SoftPromptError
+    from softprompt.serving.access import read_api_keys
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# team keys\nsk-one\n\n  sk-two  \n")
+    assert read_api_keys(["sk-cli"], str(keys)) == ["sk-cli", "sk-one", "sk-two"]
+    keys.write_text("# nothing yet\n")
+    with pytest.raises(SoftPromptError, match="holds no key"):
+        read_api_keys(None, str(keys))
+    with pytest.raises(SoftPromptError, match="No such file"):
+        read_api_keys(None, str(tmp_path / "missing.txt"))
+    with pytest.raises(SoftPromptError, match="printable"):
+        read_api_keys(["two words"], None)

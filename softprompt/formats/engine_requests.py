@@ -22,7 +22,7 @@ def encode_tensor(tensor: torch.Tensor) -> str:
 
 def vllm_completions_body(prompt: TunedPrompt, text: str, model: str, max_tokens: int = 16, temperature: float = 0.0) -> dict:
     """The JSON body of POST /v1/completions on a vLLM server serving `model` (the frozen model) with
-    --enable-prompt-embeds. There is no `prompt`: vLLM would run it as a second input."""
+    --enable-prompt-embeds. There is no `prompt`: vLLM's docs treat one beside `prompt_embeds` as another input."""
     return {"model": model, "prompt_embeds": encode_tensor(prompt_embeds(prompt, text)), "max_tokens": max_tokens,
             "temperature": temperature}
 

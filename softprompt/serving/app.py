@@ -45,7 +45,7 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
         scheduler.stop()
 
     app = FastAPI(title="softprompt", lifespan=lifespan)
-    app.state.store, app.state.scheduler, app.state.metrics = serving.store, scheduler, metrics
+    app.state.store, app.state.scheduler = serving.store, scheduler
 
     @app.middleware("http")
     async def gate(request: Request, call_next):

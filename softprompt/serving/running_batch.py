@@ -5,7 +5,6 @@ position ids count only its real positions, so a row decodes as it would alone."
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..backbones import FrozenModel
 from .mixed import mixed_forward
@@ -42,10 +41,9 @@ class RunningBatch:
             self.key_values, self.mask = key_values, mask
         else:
             width = max(self.mask.shape[1], mask.shape[1])
-            self.key_values = [(torch.cat([_pad_left(k, width, 2), _pad_left(new_k, width, 2)]),
-                                torch.cat([_pad_left(v, width, 2), _pad_left(new_v, width, 2)]))
+            self.key_values = [(_stacked(k, new_k, width, 2), _stacked(v, new_v, width, 2))
                                for (k, v), (new_k, new_v) in zip(self.key_values, key_values)]
-            self.mask = torch.cat([_pad_left(self.mask, width, 1), _pad_left(mask, width, 1)])
+            self.mask = _stacked(self.mask, mask, width, 1)
         self.next_ids = torch.cat([self.next_ids, torch.tensor(next_ids, dtype=torch.long)])
         self.sequences = self.sequences + sequences
 
@@ -77,10 +75,12 @@ class RunningBatch:
         return output.logits[:, -1]
 
 
-def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    """Zeros before `tensor` along `dim` (2 for keys/values, 1 for a mask) up to `width`."""
-    missing = width - tensor.shape[dim]
-    if not missing:
-        return tensor
-    padding = [0, 0] * (tensor.dim() - 1 - dim) + [missing, 0]  # F.pad lists the last dimension first
-    return F.pad(tensor, padding)
+def _stacked(old: torch.Tensor, new: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """The rows of `old` then of `new` in one tensor `width` wide along `dim` (2 for keys/values, 1 for a mask),
+    each right-aligned on zeros. One allocation: padding each side first would copy the whole batch twice."""
+    shape = list(old.shape)
+    shape[0], shape[dim] = len(old) + len(new), width
+    stacked = old.new_zeros(shape)
+    for start, part in ((0, old), (len(old), new)):
+        stacked.narrow(0, start, len(part)).narrow(dim, width - part.shape[dim], part.shape[dim]).copy_(part)
+    return stacked

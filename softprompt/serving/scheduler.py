@@ -119,7 +119,7 @@ class Scheduler:
             logits = self.running.step()
         except Exception as error:  # noqa: BLE001 -- a failed step fails the choices in it; the server keeps running
             for seq in sequences:
-                seq.send(Delta(seq.index, error=error, generated=len(seq.tokens)))
+                seq.send(Delta(seq.index, error=error))
             self.running.clear()
             return
         self.metrics.batch_size.labels("decode").observe(len(sequences))
@@ -207,4 +207,4 @@ def _report_failure(item: Sequence | ScoreJob, error: Exception) -> None:
     if isinstance(item, ScoreJob):
         item.fail(error)
     else:
-        item.send(Delta(item.index, error=error, generated=len(item.tokens)))
+        item.send(Delta(item.index, error=error))
