@@ -13,23 +13,28 @@ stall at every barrier (measured here: 10x slower per forward at load average 10
 (d) a loopback load run through the real HTTP server: clients x requests, mixed prompts; failures,
     p50/p99 latency, throughput; and batched vs one-at-a-time (--max-batch-size 1) throughput;
 (e) scoring the SST-2 test carve: ours (KV cache, no autograd) vs PEFT (pad to the longest, no autograd);
-(f) a soak run, not in the default parts: the real server (`softprompt serve`) in its own process,
-    --clients loops sending mixed /v1/classify and /v1/completions requests for --duration seconds; failed
-    requests, p50/p99, and the server's resident memory (/proc VmRSS) after a warm-up vs after the run:
+(f) a soak run, not in the default parts: the real server (`softprompt serve --api-key`) in its own process,
+    --clients loops rotating /v1/classify, /v1/completions and /v1/chat/completions for --duration seconds
+    after a --warmup of the same load, while a prober sends requests with a missing or wrong key; failed
+    requests, p50/p99, the probes' answers, and the server's resident memory (/proc VmRSS) sampled
+    throughout, growth measured from the end of the warm-up:
 
     nice -n 5 .venv/bin/python benchmarks/serve_speed.py --parts f --threads 1 --duration 60 --clients 64
+
+(g) continuous batching vs the old static batcher (benchmarks/static_batching.py), not in the default parts:
+    half the clients send --short-requests short /v1/classify requests each while the other half ask for
+    --long-tokens tokens each; the short requests' p99 latency on each server; then completions alone,
+    batched vs one-at-a-time:
+
+    nice -n 5 .venv/bin/python benchmarks/serve_speed.py --parts g --threads 1 --clients 32 --long-tokens 64
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import os
 import statistics
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -48,6 +53,7 @@ from softprompt.methods import build_method  # noqa: E402
 from softprompt.backbones import load_model  # noqa: E402
 from softprompt.serving.mixed import Row, next_token_logprobs  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
+from serve_load import load_test, scheduling_test, soak_test  # noqa: E402
 
 INIT_TEXTS = ["Classify the sentiment of the review.", "Is this movie review positive or negative?",
               "Decide whether the critic liked the film.", "Sentiment analysis of a short review:",
@@ -129,167 +135,6 @@ def mixed_throughput(base, prompts, encoded, args, report):
            f"throughput ratio mixed / single = {totals['single'] / totals['mixed']:.3f}   (target >= 0.9)")
 
 
-async def drive(url: str, names: list[str], texts: list[str], clients: int, kinds: list[str], new_tokens: int,
-                requests: int | None = None, duration: float = 0.0) -> dict:
-    """`clients` concurrent loops; each sends `requests` requests (or, without it, loops until `duration`
-    seconds have passed, at least one request each), cycling through the prompts, the texts and `kinds`
-    ("classify", "completions" with `new_tokens` tokens). A request started before the end is waited for."""
-    import httpx2
-
-    latencies, failures, counts, produced = [], [], dict.fromkeys(kinds, 0), 0
-    end = time.perf_counter() + duration
-
-    def more(i: int) -> bool:
-        return i < requests if requests is not None else i == 0 or time.perf_counter() < end
-
-    async def client(index: int, http):
-        nonlocal produced
-        i = 0
-        while more(i):
-            name, text = names[(index + i) % len(names)], texts[(index * 7 + i) % len(texts)]
-            kind = kinds[(index + i) % len(kinds)]
-            body = ({"model": name, "input": text} if kind == "classify"
-                    else {"model": name, "prompt": text, "max_tokens": new_tokens})
-            start = time.perf_counter()
-            try:
-                answer = await http.post(f"{url}/v1/{kind}", json=body)
-                if answer.status_code != 200:
-                    failures.append(f"{kind} {answer.status_code} {answer.text[:200]}")
-                elif kind == "completions":
-                    produced += answer.json()["usage"]["completion_tokens"]
-            except httpx2.HTTPError as error:
-                failures.append(f"{kind} {type(error).__name__} {error}")
-            latencies.append(time.perf_counter() - start)
-            counts[kind] += 1
-            i += 1
-
-    async with httpx2.AsyncClient(timeout=600, limits=httpx2.Limits(max_connections=clients)) as http:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(c, http) for c in range(clients)))
-        elapsed = time.perf_counter() - start
-    return {"requests": len(latencies), "failed": failures, "seconds": elapsed, "throughput": len(latencies) / elapsed,
-            "counts": counts, "new_tokens": produced, **percentiles(latencies)}
-
-
-def save_prompts(prompts: list[TunedPrompt], folder) -> list[str]:
-    """Write the prompts into a server's prompts folder; returns their model names."""
-    names = [f"sst2-{index}" for index in range(len(prompts))]
-    for name, prompt in zip(names, prompts):
-        prompt.save(Path(folder) / f"{name}.safetensors")
-    return names
-
-
-def percentiles(latencies: list[float]) -> dict:
-    """p50 and p99 of request latencies (nan when none finished)."""
-    ordered = sorted(latencies)
-    if not ordered:
-        return {"p50": float("nan"), "p99": float("nan")}
-    return {"p50": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]}
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, from /proc (Linux), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def server_process(folder, args, max_batch_size: int, timeout_s: int):
-    """`softprompt serve` in its own process, so the clients in this one never hold its interpreter;
-    yields (url, pid) once /health answers, and stops the server on the way out."""
-    import subprocess
-
-    import httpx2
-
-    port = args.port or free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-c", "import sys; from softprompt.cli import main; sys.exit(main())", "serve",
-               "--prompts-dir", str(folder), "--model", args.model, "--port", str(port),
-               "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
-               "--request-timeout", str(timeout_s)]
-    server = subprocess.Popen(command, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(1200):  # up to 10 minutes for the model to load on a busy machine
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited with status {server.returncode} before answering")
-            try:
-                if httpx2.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the server did not answer /health within 10 minutes")
-        yield url, server.pid
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-
-
-def describe(result: dict) -> str:
-    made = f", {result['new_tokens']} tokens generated" if result["new_tokens"] else ""
-    return (f"{len(result['failed'])} failed of {result['requests']}{made}, p50 {1000 * result['p50']:.0f} ms, "
-            f"p99 {1000 * result['p99']:.0f} ms, {result['throughput']:.2f} requests/s")
-
-
-def load_test(prompts, task, args, report):
-    """(d) For each workload: the same clients against a batching server and a one-at-a-time server
-    (--max-batch-size 1), each server warmed up by one request per client first."""
-    with tempfile.TemporaryDirectory() as folder:
-        names, texts = save_prompts(prompts, folder), [e.text for e in task.test]
-        for workload in args.workloads.split(","):
-            kinds = ["classify", "completions"] if workload == "mixed" else [workload]
-            what = f"/v1/{workload}" + (f" ({args.new_tokens} new tokens)" if workload != "classify" else "")
-            throughput = {}
-            for label, batch_size, requests in (("batched", args.max_batch_size, args.requests),
-                                                ("one-at-a-time", 1, args.unbatched_requests)):
-                with server_process(folder, args, batch_size, timeout_s=600) as (url, _):
-                    asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, requests=1))
-                    result = asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, requests=requests))
-                throughput[label] = result["throughput"]
-                report(f"(d) {what}, {label} (max batch {batch_size}): {args.clients} clients x {requests} requests over "
-                       f"{len(names)} prompts: {describe(result)}")
-                for failure in result["failed"][:5]:
-                    report(f"    failed: {failure}")
-            report(f"    {workload}: batched / one-at-a-time throughput = "
-                   f"{throughput['batched'] / throughput['one-at-a-time']:.2f}   (target >= 3)")
-
-
-def soak_test(prompts, task, args, report):
-    """(f) The server loaded for a bounded time; its resident memory read from /proc after a warm-up and
-    again after the run."""
-    with tempfile.TemporaryDirectory() as folder:
-        names, texts = save_prompts(prompts, folder), [e.text for e in task.test]
-        kinds = ["classify", "completions"]
-        with server_process(folder, args, args.max_batch_size, timeout_s=60) as (url, pid):
-            warm = asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, requests=1))  # full batches
-            before = rss_kib(pid)
-            result = asyncio.run(drive(url, names, texts, args.clients, kinds, args.new_tokens, duration=args.duration))
-            after = rss_kib(pid)
-    growth = 100 * (after - before) / before
-    report(f"(f) soak: the server in its own process (max batch {args.max_batch_size}, request timeout 60 s), "
-           f"{args.clients} clients looping for {args.duration:g} s over {len(names)} prompts, alternating /v1/classify "
-           f"and /v1/completions ({args.new_tokens} new tokens), after a warm-up of one request per client "
-           f"({warm['requests']}, {len(warm['failed'])} failed)")
-    report(f"    {result['requests']} requests ({result['counts']['classify']} classify, {result['counts']['completions']} "
-           f"completions) in {result['seconds']:.1f} s: {describe(result)}   (target: 0 failed)")
-    for failure in result["failed"][:5]:
-        report(f"    failed: {failure}")
-    report(f"    server RSS after warm-up {before / 1024:.1f} MiB, after the run {after / 1024:.1f} MiB: "
-           f"growth {growth:+.2f}%   (target < 10%)")
-
-
 def evaluation(base, prompt, peft, task, args, report):
     def ours():
         return prompt.evaluate(task, batch_size=16, max_length=256)["accuracy"]
@@ -341,8 +186,13 @@ def main(argv=None):
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of the soak run (f)")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds of the same load before the soak run (f) is measured")
+    parser.add_argument("--long-tokens", type=int, default=64, help="tokens of each completion in (g)")
+    parser.add_argument("--generations", type=int, default=1, help="completions each generating client asks for in (g)")
+    parser.add_argument("--short-requests", type=int, default=8, help="classify requests each short-request client sends in (g)")
+    parser.add_argument("--unbatched-clients", type=int, default=4, help="clients of the one-at-a-time server in (g) (a rate: fewer suffice)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", default="abcde", help="which measurements to run, e.g. 'd' for the load run alone; 'f' (the soak run) only when named")
+    parser.add_argument("--parts", default="abcde", help="which measurements to run, e.g. 'd' for the load run alone; 'f' (the soak run) and 'g' (scheduling) only when named")
     parser.add_argument("--out", help="also write the report here, under the command that produced it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -369,6 +219,8 @@ def main(argv=None):
         load_test(prompts, task, args, report)
     if "f" in args.parts:
         soak_test(prompts, task, args, report)
+    if "g" in args.parts:
+        scheduling_test(prompts, task, args, report)
     if args.out:
         write_text_atomic(args.out, "\n".join(lines) + "\n")
 

@@ -120,26 +120,37 @@ def _generate(argv: list[str]) -> None:
 
 def _serve(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="softprompt serve", description="Serve every prompt file in a directory over HTTP "
-                                     "(OpenAI-compatible completions and chat, /v1/classify), in mixed micro-batches.")
+                                     "(OpenAI-compatible completions and chat, /v1/classify, /metrics), with continuous batching "
+                                     "of mixed prompts.")
     parser.add_argument("--prompts-dir", required=True, help="directory of *.safetensors prompt files (new files are picked up live)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the frozen base model every prompt must fit (default {DEFAULT_MODEL})")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-batch-size", type=int, default=32, help="requests run together in one forward pass")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to share its batch")
-    parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is answered 504")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="choices generated together (the running batch); "
+                        "also scoring requests answered per step")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="when idle, how long a first request waits for others "
+                        "to share its first forward pass")
+    parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a request is answered 504 "
+                        "(when generating: seconds without a new token)")
+    parser.add_argument("--api-key", action="append", metavar="KEY", help="require 'Authorization: Bearer KEY' on every "
+                        "request but /health (repeat for several keys)")
+    parser.add_argument("--api-key-file", metavar="FILE", help="keys, one a line (# comments allowed): kept out of the process list")
     _add_placement(parser)
     args = parser.parse_args(argv)
     if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.request_timeout <= 0 or not 0 < args.port < 65536:
         raise SoftPromptError("--max-batch-size must be >= 1, --max-wait-ms >= 0, --request-timeout > 0 and --port in 1..65535")
     if not Path(args.prompts_dir).is_dir():
         raise SoftPromptError(f"--prompts-dir {args.prompts_dir!r} is not a directory")
+    from .serving.access import read_api_keys
+
+    keys = read_api_keys(args.api_key, args.api_key_file)
     import uvicorn
 
     from .backbones import load_model
     from .serving.app import create_app
 
-    app = create_app(load_model(args.model, args.device, args.dtype), args.prompts_dir, args.max_batch_size, args.max_wait_ms, args.request_timeout)
+    app = create_app(load_model(args.model, args.device, args.dtype), args.prompts_dir, args.max_batch_size, args.max_wait_ms,
+                     args.request_timeout, api_keys=keys)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

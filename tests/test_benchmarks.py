@@ -131,7 +131,7 @@ def test_serve_speed_soak_part_runs_the_server_process_and_reads_its_memory(tmp_
     """Part (f) starts `softprompt serve`, loops mixed classify/completions clients, and reports failures and RSS."""
     out = tmp_path / "soak.txt"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_speed.py"), "--model", str(tiny_model_dir),
-                          "--eval-rows", "16", "--parts", "f", "--duration", "2", "--clients", "4", "--new-tokens", "2",
+                          "--eval-rows", "16", "--parts", "f", "--duration", "2", "--warmup", "1", "--clients", "4", "--new-tokens", "2",
                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr
     report = out.read_text()
@@ -210,3 +210,18 @@ def test_mcnemar_pools_the_common_seeds_and_states_its_power():
     assert mcnemar(baseline, method).verdict() == "does not hold"
     assert mcnemar({0: "10"}, {0: "01"}).verdict() == "undecided"
     assert round(paired.detectable, 1) == 34.3  # 20 pairs, 30% disagreeing: (1.96 + 0.84) * sqrt(0.3 / 20), at 80% power
+
+
+def test_serve_speed_scheduling_part_compares_continuous_and_static_servers(tmp_path, tiny_model_dir):
+    """Part (g) runs the same mixed load on a continuous-batching and a static-batching server, then completions
+    batched vs one-at-a-time, and reports both ratios (no timing asserted)."""
+    out = tmp_path / "scheduling.txt"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_speed.py"), "--model", str(tiny_model_dir),
+                          "--eval-rows", "16", "--parts", "g", "--clients", "4", "--long-tokens", "6", "--generations", "2", "--short-requests", "3",
+                          "--unbatched-clients", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = out.read_text()
+    assert report.count("0 failed: classify 6 requests") == 2  # 2 clients x 3, on the continuous and the static server
+    assert "completions 4 (24 tokens)" in report  # 2 generating clients x 2 completions x 6 tokens, on each server
+    assert "short requests' p99 latency, continuous / old static batcher =" in report
+    assert "completions throughput, batched / one-at-a-time =" in report

@@ -69,3 +69,15 @@ def test_an_input_dependent_prompt_passes_through_and_is_asked_once_per_state(ti
     with torch.no_grad():
         prompts = [inference_prompt(tiny_base, method, inputs, cache) for _ in range(3)]
     assert asked == [1] and all(p.key_values is None and p.before_layer is not None for p in prompts)
+
+
+def test_the_cache_counts_hits_and_misses(tiny_base, trained_like):
+    """A miss per parameter state of a task-level prompt, a hit per reuse; an input-dependent prompt counts as neither."""
+    tuned, per_input, cache = trained_like("prompt-tuning"), trained_like("capt"), PrefixCache()
+    for _ in range(3):
+        cache.key_values(tiny_base, tuned)
+        cache.key_values(tiny_base, per_input)
+    with torch.no_grad():
+        tuned.embeddings.add_(1.0)  # a new state: computed again
+    cache.key_values(tiny_base, tuned)
+    assert (cache.hits, cache.misses) == (2, 2)

@@ -91,10 +91,10 @@ def test_chat_completion_streams_deltas(served):
 def test_classify_equals_the_library_and_requests_share_batches(served):
     client, prompts, _, app = served
     texts = [f"Review: {w}\nSentiment:" for w in ("great", "awful", "fine", "a bore", "superb", "meh")]
-    before = app.state.batcher.batches_run
+    before = app.state.scheduler.batches_run
     with ThreadPoolExecutor(len(texts)) as pool:
         answers = list(pool.map(lambda t: client.post("/v1/classify", json={"model": "capsule", "input": t}), texts))
-    assert app.state.batcher.batches_run - before < len(texts)  # concurrent requests were batched together
+    assert app.state.scheduler.batches_run - before < len(texts)  # concurrent requests were batched together
     expected = prompts["capsule"].classify(texts)
     for answer, reference in zip(answers, expected):
         got = answer.json()["data"][0]

@@ -6,10 +6,9 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
-from softprompt.serving import mixed, scheduler
+from softprompt.serving import mixed, running_batch, scheduler
 from softprompt.serving.app import create_app
 from test_server import LABELS, TEXT, save_prompt
 
@@ -24,10 +23,9 @@ def client(tiny_base, tiny_task, tmp_path):
 
 
 def test_a_stream_whose_worker_raises_ends_with_an_error_event_and_done(client, monkeypatch):
-    def one_token_then_failure(*args, **kwargs):
-        yield torch.tensor([11])
+    def failing_step(batch):  # the prefill gives the first token; the next step fails
         raise ValueError("the device fell over")
-    monkeypatch.setattr(scheduler, "generate_steps", one_token_then_failure)
+    monkeypatch.setattr(running_batch.RunningBatch, "step", failing_step)
     with client.stream("POST", "/v1/completions", json={"model": "sentiment", "prompt": TEXT, "max_tokens": 5, "stream": True}) as response:
         events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
     assert response.status_code == 200

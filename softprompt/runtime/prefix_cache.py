@@ -16,11 +16,14 @@ from ..backbones import BatchInputs, FrozenModel, Injection, prefix_key_values
 
 class PrefixCache:
     """method -> its shared prefix's keys/values, keyed by the method object and its parameters' versions
-    (an in-place update, as an optimizer step makes, is a new entry); at most `max_entries` kept."""
+    (an in-place update, as an optimizer step makes, is a new entry); at most `max_entries` kept.
+    `hits` and `misses` count look-ups of a method that has a shared prefix: served from the cache, or computed."""
 
     def __init__(self, max_entries: int = 64):
         self.max_entries = max_entries
         self._entries: OrderedDict = OrderedDict()
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -38,7 +41,8 @@ class PrefixCache:
         on the input, so that shared_prefix() is asked once per parameter state, not once per batch."""
         key = self._key(method)
         entry = self._entries.get(key)
-        if entry is None or entry[0]() is not method:  # the weak reference rules out a reused id()
+        found = entry is not None and entry[0]() is method  # the weak reference rules out a reused id()
+        if not found:
             with torch.no_grad():
                 shared = method.shared_prefix()
                 entry = (weakref.ref(method), prefix_key_values(base, shared) if shared is not None else None)
@@ -46,6 +50,8 @@ class PrefixCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         self._entries.move_to_end(key)
+        if entry[1] is not None:
+            self.hits, self.misses = self.hits + found, self.misses + (not found)
         return entry[1]
 
 
