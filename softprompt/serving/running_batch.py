@@ -29,8 +29,8 @@ class RunningBatch:
     def clear(self) -> None:
         self.sequences: list[Sequence] = []
         self.key_values: KeyValues = []
-        self.mask = torch.zeros(0, 0, dtype=torch.long)  # (B, L), 0 on padding
-        self.next_ids = torch.zeros(0, dtype=torch.long)  # (B,) the token each row reads at the next step
+        self.mask = torch.zeros(0, 0, dtype=torch.long, device=self.base.device)  # (B, L), 0 on padding
+        self.next_ids = torch.zeros(0, dtype=torch.long, device=self.base.device)  # (B,) the token each row reads next
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -44,7 +44,7 @@ class RunningBatch:
             self.key_values = [(_stacked(k, new_k, width, 2), _stacked(v, new_v, width, 2))
                                for (k, v), (new_k, new_v) in zip(self.key_values, key_values)]
             self.mask = _stacked(self.mask, mask, width, 1)
-        self.next_ids = torch.cat([self.next_ids, torch.tensor(next_ids, dtype=torch.long)])
+        self.next_ids = torch.cat([self.next_ids, torch.tensor(next_ids, dtype=torch.long, device=self.base.device)])
         self.sequences = self.sequences + sequences
 
     def keep(self, rows: list[int]) -> None:
@@ -54,7 +54,7 @@ class RunningBatch:
         if not rows:
             self.clear()
             return
-        index = torch.tensor(rows)
+        index = torch.tensor(rows, device=self.base.device)
         self.sequences = [self.sequences[row] for row in rows]
         self.mask, self.next_ids = self.mask[index], self.next_ids[index]
         first = int(self.mask.any(0).long().argmax())  # the first column some row attends to

@@ -132,12 +132,13 @@ class Scheduler:
         self.metrics.batch_size.labels("prefill").observe(len(sequences))
         for row, seq in enumerate(sequences):
             if seq.params.prompt_logprobs:
-                seq.send(Delta(seq.index, prompt_logprobs=_prompt_logprobs(logits[row], seq)))
+                seq.send(Delta(seq.index, prompt_logprobs=_prompt_logprobs(logits[row].float().cpu(), seq)))
         tokens = self._advance(sequences, logits[:, -1])
         self.running.join(sequences, key_values, mask, tokens)
         self.running.keep([row for row, seq in enumerate(self.running.sequences) if not seq.finished])
 
     def _advance(self, sequences: list[Sequence], logits: torch.Tensor) -> list[int]:
+        logits = logits.float().cpu()  # choosing tokens is per-row bookkeeping: on the CPU, whatever the model's device
         """Choose each row's next token and send it to its request; returns the tokens."""
         tokens, entries = choose_tokens(logits, sequences, self._stop_ids)
         now = time.perf_counter()
