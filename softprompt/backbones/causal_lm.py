@@ -59,6 +59,11 @@ class FrozenModel:
     def embedding_matrix(self) -> torch.Tensor:
         return self.model.get_input_embeddings().weight
 
+    @property
+    def embedding_std(self) -> float:
+        """The spread of the embedding table's entries (the scale of random prompts and projections)."""
+        return float(self.embedding_matrix.detach().float().std())
+
 
 def prompted_forward(
     base: FrozenModel,

@@ -26,16 +26,16 @@ class PromptTuningConfig(MethodConfig):
 
 def initial_embeddings(base: FrozenModel, init: str, text: str, length: int, seed: int = 0) -> torch.Tensor:
     """(length, d) starting values for a prompt, from text, sampled vocabulary, or noise."""
-    table = base.embedding_matrix.detach()
     generator = torch.Generator().manual_seed(seed)
     if init == "text":
         return text_embeddings(base, text, length)
     if init == "vocab":
         # Sample from the first 5000 rows: BPE vocabularies put common whole words first.
+        table = base.embedding_matrix.detach()
         rows = torch.randint(0, min(5000, table.shape[0]), (length,), generator=generator)
         return table[rows].clone()
-    if init == "random":
-        return torch.randn(length, table.shape[1], generator=generator) * table.std()
+    if init == "random":  # needs no table: a model served elsewhere reports its width and spread
+        return torch.randn(length, base.hidden_size, generator=generator) * base.embedding_std
     raise unknown_choice("init", init, INITS)
 
 
