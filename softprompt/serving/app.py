@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..backbones import FrozenModel
 from ..errors import SoftPromptError
+from .blackbox import mount_blackbox
 from .mixed import Row
 from .scheduler import Batcher
 from .store import PromptStore, UnknownModel
@@ -54,7 +55,7 @@ class ClassifyRequest(ModelRequest):
 
 
 def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wait_ms: float = 5.0,
-               request_timeout_s: float = 60.0, max_body_bytes: int = 1_000_000) -> FastAPI:
+               request_timeout_s: float = 60.0, max_body_bytes: int = 1_000_000, blackbox: bool = False) -> FastAPI:
     store = PromptStore(prompts_dir, base)
     batcher = Batcher(base, max_batch_size, max_wait_ms)
 
@@ -66,6 +67,7 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
 
     app = FastAPI(title="softprompt", lifespan=lifespan)
     app.state.store, app.state.batcher = store, batcher
+    mount_blackbox(app, base, blackbox, max_body_bytes)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
