@@ -82,7 +82,7 @@ def checked_prompts(base: FrozenModel, prompts: torch.Tensor) -> torch.Tensor:
         raise SoftPromptError(f"prompts: 1 to {MAX_CANDIDATES} candidates of at most {MAX_PROMPT_TOKENS} rows each, "
                               f"got {prompts.shape[0]} of {prompts.shape[1]}")
     if not torch.isfinite(prompts).all():
-        raise SoftPromptError("prompts hold NaN or infinite values")
+        raise SoftPromptError(f"prompts hold {int(prompts.isnan().sum())} NaN and {int(prompts.isinf().sum())} infinite values")
     return prompts
 
 
