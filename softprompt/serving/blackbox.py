@@ -59,10 +59,9 @@ def mount_blackbox(app: FastAPI, base: FrozenModel, enabled: bool, max_body_byte
         prompts = checked_prompts(base, decode_prompts(body.prompts if isinstance(body.prompts, list) else body.prompts.model_dump()))
         contexts = [token_ids(base, text, "inputs", True) for text in body.inputs]
         labels = [token_ids(base, word, "label_words", False) for word in body.label_words]
-        longest = prompts.shape[1] + max(map(len, contexts)) + max(map(len, labels))
-        if longest > base.max_length:
-            raise SoftPromptError(f"a prompt of {prompts.shape[1]} rows, the longest input and label word make {longest} "
-                                  f"tokens: over the model's context of {base.max_length}")
+        longest = max(map(len, contexts)) + max(map(len, labels))
+        if longest > base.max_length:  # the prompt comes on top, as in training (encode's rule)
+            raise SoftPromptError(f"the longest input and label word make {longest} tokens: over the model's context of {base.max_length}")
 
         def scored():
             with lock, torch.no_grad():
