@@ -130,13 +130,17 @@ class Trainer:
         return score
 
     # ---- one step ------------------------------------------------------------------------------
+    def _share(self, part: TaskData, indices: list[int]) -> tuple[list[int], list[Encoded], torch.Tensor | None]:
+        """This process's indices of a batch, their examples and their cached features."""
+        share = indices[self.accelerator.process_index::self.accelerator.num_processes]
+        features = part.train_features[share] if part.train_features is not None and share else None
+        return share, [part.train_set[i] for i in share], features
+
     def _micro_step(self, part: TaskData, indices: list[int], backward: bool) -> tuple[float, int]:
         """This process's share of one batch (forward, and backward if asked); returns the whole batch's loss."""
-        share = indices[self.accelerator.process_index::self.accelerator.num_processes]
+        share, batch, features = self._share(part, indices)
         if not share:  # a last batch smaller than the number of processes: this one only joins the sum
             return self._summed(torch.zeros(())).item(), 0
-        batch = [part.train_set[i] for i in share]
-        features = part.train_features[share] if part.train_features is not None else None
         with torch.set_grad_enabled(backward):
             loss, tokens = part.loss_fn(self.base, part.method, batch, features)
         if not torch.isfinite(loss):
@@ -148,11 +152,9 @@ class Trainer:
 
     def _micro_candidates(self, part: TaskData, indices: list[int], candidates: list[Candidate]) -> tuple[torch.Tensor, int]:
         """This process's share of one batch under each candidate, without a graph: (candidates,) whole-batch losses."""
-        share = indices[self.accelerator.process_index::self.accelerator.num_processes]
+        share, batch, features = self._share(part, indices)
         if not share:
             return self._summed(torch.zeros(len(candidates))), 0
-        batch = [part.train_set[i] for i in share]
-        features = part.train_features[share] if part.train_features is not None else None
         with torch.no_grad():
             if stackable(part.method):  # one forward pass over candidates x batch rows
                 count = len(candidates)
