@@ -56,7 +56,7 @@ def tune(args) -> None:
 
     for optimizer, grid in TUNING.items():
         for options in grid:
-            path = RESULTS / "tuning" / f"{optimizer}@{'-'.join(f'{k}={v}' for k, v in options.items())}.json"
+            path = args.results / "tuning" / f"{optimizer}@{'-'.join(f'{k}={v}' for k, v in options.items())}.json"
             if path.exists() or (args.only and optimizer not in args.only.split(",")):
                 continue
             start = time.time()
@@ -73,7 +73,7 @@ def tune(args) -> None:
 def cells(args) -> None:
     """Where every optimizer starts (the untrained prompt's test accuracy), then the seeds of each optimizer on sst2
     as benchmarks/compare.py cells (docs/results.md reports them too)."""
-    if not (RESULTS / "start.json").exists():
+    if not (args.results / "start.json").exists():
         from softprompt import load_model
         from softprompt.methods import build_method
         from softprompt.tasks import load_task
@@ -82,7 +82,7 @@ def cells(args) -> None:
         base, task = load_model(args.model), load_task("sst2")
         method = build_method("prompt-tuning", base)
         method.initialize(base, task)  # the text initialisation: the same for every seed
-        write_json(RESULTS / "start.json", {"accuracy": TunedPrompt(base, method.eval(), {}).evaluate(task)["accuracy"],
+        write_json(args.results / "start.json", {"accuracy": TunedPrompt(base, method.eval(), {}).evaluate(task)["accuracy"],
                                             "what": "prompt tuning's untrained 20-token prompt (--init text) on the sst2 test carve"})
     command = [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--tasks", "sst2", "--methods", "prompt-tuning",
                "--optimizers", ",".join(OPTIMIZERS), "--seeds", SEEDS, "--steps", str(STEPS), "--model", args.model]
@@ -97,7 +97,7 @@ def memory(args) -> None:
         run = subprocess.run([sys.executable, __file__, "--measure-step", optimizer, str(per_pass), "--model", args.model],
                              capture_output=True, text=True, env=env, check=True)
         records[f"{optimizer}@candidates_per_pass={per_pass}"] = json.loads(run.stdout.strip().splitlines()[-1])
-    write_json(RESULTS / "memory.json", {"command": "python benchmarks/forward_only.py --parts memory", "runs": records})
+    write_json(args.results / "memory.json", {"command": "python benchmarks/forward_only.py --parts memory", "runs": records})
 
 
 def measure_step(optimizer: str, per_pass: int, model: str) -> None:
@@ -144,7 +144,7 @@ def remote(args) -> None:
             server.terminate()
             server.wait(timeout=60)
     local, served = results["local"], results["remote"]
-    write_json(RESULTS / "remote.json", {
+    write_json(args.results / "remote.json", {
         "command": "python benchmarks/forward_only.py --parts remote", "accuracy": {k: v["accuracy"] for k, v in results.items()},
         "max_abs_step_loss_difference": max(abs(a - b) for a, b in zip(local["losses"], served["losses"])),
         "max_abs_prompt_difference": max(abs(a - b) for ra, rb in zip(local["prompt"], served["prompt"]) for a, b in zip(ra, rb)),
@@ -174,13 +174,14 @@ def wait_for(url: str, server: subprocess.Popen, timeout: float = 600) -> None:
 def write_json(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(record, indent=2))
-    print(f"wrote {path.relative_to(ROOT)}", flush=True)
+    print(f"wrote {path}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="tune,cells,memory,remote,report")
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the parts write (the report: beside it)")
     parser.add_argument("--only", default="", help="tune only these optimizers (comma-separated)")
     parser.add_argument("--measure-step", nargs=2, metavar=("OPTIMIZER", "CANDIDATES_PER_PASS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,7 +200,7 @@ def main() -> None:
     if "report" in parts:
         from forward_only_report import write_report
 
-        write_report(RESULTS, ROOT)
+        write_report(args.results, ROOT / "benchmarks" / "results" / "compare" / "sst2")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from softprompt.storage import atomic_path, write_text_atomic
 from softprompt.training.plots import plt
 
 OPTIMIZERS = ["zo-sgd", "cma-es", "sharpzo"]
-BBT_SST2 = 90.5  # Sun et al. 2022, Table 2: BBT on RoBERTa-large, 16 examples per class, 8000 forward calls
+BBT_SST2 = 90.5  # Sun et al. 2022 (arXiv 2201.03514): BBT on RoBERTa-large, 16 examples per class, 8000 forward calls
 
 
 def seeds_of(cells: Path, name: str) -> dict[int, dict]:
@@ -85,8 +85,8 @@ def remote_lines(results: Path) -> list[str]:
             f"locally, {r['wall_seconds']['remote']:.0f} s through the server (same machine)."]
 
 
-def write_report(results: Path, root: Path) -> None:
-    cells = root / "benchmarks" / "results" / "compare" / "sst2"
+def write_report(results: Path, cells: Path) -> None:
+    """`results`: forward_only.py's folder; `cells`: the compare cells of sst2."""
     text = ["# Forward-only optimizers on SST-2 (smollm2-135m, prompt tuning, 20 tokens)", "",
             "Made by `python benchmarks/forward_only.py` (its docstring has each part's command). Test accuracy on the SST-2 "
             "carve (600 train / 272 test; one standard error of an accuracy near 80% is ±2.4 points), seeds 0-2, batch 8. "
