@@ -9,9 +9,14 @@ whatever cells exist, marking the missing ones. So the grid can be filled over s
     python benchmarks/compare.py --report-only         # rebuild the report from existing cells
     python benchmarks/compare.py --plan                # list the runs still to do and how long they should take
     python benchmarks/compare.py --tasks sst2 --seeds 0 --methods capt --option learning_rate=0.03
+    python benchmarks/compare.py --tasks sst2 --methods prompt-tuning --optimizers zo-sgd,cma-es,sharpzo
 
 A run with --option is a variant: its cells are kept apart (e.g. capt@learning_rate=0.03/) and reported
 in their own table beside the default method on the same seeds, never mixed into the main table.
+
+--optimizers adds an axis: a forward-only optimizer's cells (e.g. prompt-tuning+cma-es/) get the forward passes
+AdamW's --steps cost (a step: a forward and a backward pass, counted as two forward passes) and are reported
+in their own rows beside the method under AdamW.
 """
 from __future__ import annotations
 
@@ -56,36 +61,51 @@ def versions() -> dict:
             "peft": peft.__version__, "python": platform.python_version()}
 
 
-def run_method(method: str, tasks: list[str], seed: int, args, options: dict, learning_rate: float = 0.0) -> dict[str, dict]:
+def steps_within(optimizer: str, options: dict, adamw_steps: int) -> int:
+    """The steps of `optimizer` (with its own options) that fit in the forward passes of `adamw_steps` AdamW steps."""
+    budget, population = 3 * adamw_steps, options.get("population", 20)  # a backward pass counts as two forward passes
+    per_step = {"zo-sgd": 2 * options.get("perturbations", 1), "cma-es": population}
+    if optimizer == "sharpzo":  # cma_steps of population + 2 passes, then two-point steps
+        warmup = options.get("cma_steps", 10)
+        return max(1, warmup + (budget - warmup * (population + 2)) // 2)
+    return max(1, budget // per_step.get(optimizer, 3))
+
+
+def run_method(method: str, tasks: list[str], seed: int, args, options: dict, learning_rate: float = 0.0,
+               optimizer: str = "adamw") -> dict[str, dict]:
     """Train `method` with these method options on the tasks at once (one task for all but JOINT methods); each
-    task's test result. A learning rate of 0 keeps the method's own. A joint run gets `steps` per task, so each
-    task sees as many of its own batches as a single-task run."""
+    task's test result. A learning rate of 0 keeps the method's (or optimizer's) own. A joint run gets `steps` per
+    task, so each task sees as many of its own batches as a single-task run."""
     with tempfile.TemporaryDirectory() as folder:
-        config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, max_steps=args.steps * len(tasks),
+        config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer,
+                                        max_steps=steps_within(optimizer, {}, args.steps) * len(tasks),
                                         method_options=options, learning_rate=learning_rate,
                                         batch_size=args.batch_size, max_length=args.max_length, output_dir=folder,
                                         zero_shot=False, checkpoint_every=10**9,
                                         dev_size=0)  # every method trains on the whole train carve and keeps its last prompt
         result = softprompt.train(config, base=args.base)
+        log = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
     joint = {"joint_tasks": tasks} if len(tasks) > 1 else {}
-    return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint,  # prompts come in the order of the tasks
+    cost = {"forward_passes": sum(r.get("forward_passes", 0) for r in log)}
+    return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint, **cost,  # prompts come in the order of the tasks
                    **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps", "correct")}}
             for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
 
 
-def run_cells(method: str, tasks: list[str], seed: int, args) -> dict[str, dict]:
+def run_cells(method: str, tasks: list[str], seed: int, args, optimizer: str = "adamw") -> dict[str, dict]:
     """One run: the results of the cells (method, task, seed) for each task (several only for JOINT methods)."""
     if method == ZERO_SHOT:
         bare = evaluate(args.base, no_prompt, load_task(tasks[0]), max_length=args.max_length, per_example=True)
         return {tasks[0]: {**bare, "trainable_parameters": 0, "seconds_per_step": None, "steps": 0}}
     if method == LORA:  # trained like every method, with the same batches, schedule and steps; --option is refused for it
-        return run_method(method, tasks, seed, args, LORA_OPTIONS, args.lora_lr)
-    return run_method(method, tasks, seed, args, args.options)
+        return run_method(method, tasks, seed, args, LORA_OPTIONS, args.lora_lr if optimizer == "adamw" else 0.0, optimizer)
+    return run_method(method, tasks, seed, args, args.options, optimizer=optimizer)
 
 
-def variant_name(method: str, options: dict) -> str:
-    """The name a method's cells go under: the method itself, or e.g. capt@learning_rate=0.03 for a variant."""
-    return method + "".join(f"@{key}={value}" for key, value in sorted(options.items()))
+def variant_name(method: str, options: dict, optimizer: str = "adamw") -> str:
+    """The name a method's cells go under: the method itself, e.g. capt@learning_rate=0.03 for a variant, and
+    e.g. prompt-tuning+cma-es for another optimizer than AdamW."""
+    return method + ("" if optimizer == "adamw" else f"+{optimizer}") + "".join(f"@{key}={value}" for key, value in sorted(options.items()))
 
 
 def method_options(methods: list[str], pairs: list[str]) -> dict:
@@ -99,8 +119,8 @@ def method_options(methods: list[str], pairs: list[str]) -> dict:
     return options
 
 
-def cell_path(results: Path, method: str, task: str, seed: int, options: dict | None = None) -> Path:
-    return results / Path(task).stem / variant_name(method, options or {}) / f"seed{seed}.json"
+def cell_path(results: Path, method: str, task: str, seed: int, options: dict | None = None, optimizer: str = "adamw") -> Path:
+    return results / Path(task).stem / variant_name(method, options or {}, optimizer) / f"seed{seed}.json"
 
 
 def joint_tasks_of(path: Path) -> list[str] | None:
@@ -117,18 +137,21 @@ def load_cells(results: Path) -> dict[tuple[str, str], list[dict]]:
     """The cells as the report reads them: each (method or variant, task)'s records, one per seed."""
     cells = {}
     for record in cell_records(results):
-        cells.setdefault((variant_name(record["method"], record.get("options", {})), Path(record["task"]).stem), []).append(record)
+        name = variant_name(record["method"], record.get("options", {}), record.get("optimizer", "adamw"))
+        cells.setdefault((name, Path(record["task"]).stem), []).append(record)
     return cells
 
 
-def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> list[tuple[str, list[str], int]]:
-    """(method, tasks, seed) of each run whose cells are not all there. A JOINT method's run covers every task,
-    and its cells count as done only if a run on the same tasks wrote them: a 3-task run is another experiment."""
-    runs = [(m, [t], s) for t in tasks for m in methods if m not in JOINT for s in (seeds if m != ZERO_SHOT else [0])]
-    runs += [(m, tasks, s) for m in methods if m in JOINT for s in seeds]
+def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> list[tuple[str, list[str], int, str]]:
+    """(method, tasks, seed, optimizer) of each run whose cells are not all there. A JOINT method's run covers every
+    task, and its cells count as done only if a run on the same tasks wrote them: a 3-task run is another experiment."""
+    optimizers = args.optimizers.split(",")
+    runs = [(m, [t], s, o) for t in tasks for m in methods if m not in JOINT for o in optimizers
+            for s in (seeds if m != ZERO_SHOT else [0]) if m != ZERO_SHOT or o == optimizers[0]]
+    runs += [(m, tasks, s, o) for m in methods if m in JOINT for o in optimizers for s in seeds]
 
-    def done(method: str, run_tasks: list[str], seed: int) -> bool:
-        paths = [cell_path(args.results, method, t, seed, args.options) for t in run_tasks]
+    def done(method: str, run_tasks: list[str], seed: int, optimizer: str) -> bool:
+        paths = [cell_path(args.results, method, t, seed, args.options, optimizer) for t in run_tasks]
         if len(run_tasks) > 1:
             return all(joint_tasks_of(path) == run_tasks for path in paths)
         return paths[0].exists() and joint_tasks_of(paths[0]) is None
@@ -139,7 +162,7 @@ def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     """Print the runs still to do, each with the median wall time of the done cells most like it."""
     walls, by_task = {}, {}  # wall seconds of the trained cells by (method, task), and by task for methods without one
     for record in cell_records(args.results):
-        if record["method"] == ZERO_SHOT or "options" in record:
+        if record["method"] == ZERO_SHOT or "options" in record or record.get("optimizer", "adamw") != "adamw":
             continue
         task = Path(record["task"]).stem
         walls.setdefault((record["method"], task), []).append(record["wall_seconds"])
@@ -154,27 +177,28 @@ def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     known = [seconds for _, seconds in todo if seconds is not None]
     print(f"{len(todo)} runs to do, about {timedelta(seconds=round(sum(known)))} by the wall times of the cells done"
           + (f" ({len(todo) - len(known)} with no done cell to go by)" if len(known) < len(todo) else ""))
-    for (method, run_tasks, seed), seconds in todo:
-        print(f"  {variant_name(method, args.options)} on {','.join(run_tasks)}, seed {seed}: "
+    for (method, run_tasks, seed, optimizer), seconds in todo:
+        print(f"  {variant_name(method, args.options, optimizer)} on {','.join(run_tasks)}, seed {seed}: "
               + (str(timedelta(seconds=round(seconds))) if seconds is not None else "?"))
 
 
 def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     todo = runs_to_do(args, methods, tasks, seeds)
     print(f"{len(todo)} runs to do", flush=True)
-    for method, run_tasks, seed in todo:
-        print(f"--- {variant_name(method, args.options)} on {','.join(run_tasks)}, seed {seed}", flush=True)
-        replaced = [t for t in run_tasks if cell_path(args.results, method, t, seed, args.options).exists()]
+    for method, run_tasks, seed, optimizer in todo:
+        print(f"--- {variant_name(method, args.options, optimizer)} on {','.join(run_tasks)}, seed {seed}", flush=True)
+        replaced = [t for t in run_tasks if cell_path(args.results, method, t, seed, args.options, optimizer).exists()]
         if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
             print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
         start = time.time()
-        results = run_cells(method, run_tasks, seed, args)
+        results = run_cells(method, run_tasks, seed, args, optimizer)
         variant = {"options": args.options} if args.options else {}
+        variant |= {"optimizer": optimizer} if optimizer != "adamw" and method != ZERO_SHOT else {}
         for task, result in results.items():
             record = {"method": method, **variant, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
                       "split": load_task(task).split_note, "budget": {"steps": args.steps, "batch_size": args.batch_size,
                       "max_length": args.max_length}, "command": args.command, **versions()}
-            path = cell_path(args.results, method, task, seed, args.options)
+            path = cell_path(args.results, method, task, seed, args.options, variant.get("optimizer", "adamw"))
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, json.dumps(record, indent=2))
             print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
@@ -198,7 +222,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--steps", type=int, default=150, help="optimizer steps per run (the same for every method)")
+    parser.add_argument("--steps", type=int, default=150, help="AdamW steps per run (the same for every method); "
+                        "a forward-only optimizer gets the same forward passes, a backward pass counted as two")
+    parser.add_argument("--optimizers", default="adamw", help="comma-separated: AdamW and/or forward-only optimizers")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=256, help="inputs longer than this lose their beginning (BoolQ passages)")
     parser.add_argument("--lora-lr", type=float, default=1e-3)

@@ -35,7 +35,8 @@ def report_text(args, cells: dict, methods: list[str], tasks: list[str], seeds: 
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
     return "\n".join([*header_lines(args, cells), *table_lines(cells, methods, tasks, seeds, carves), "",
                       *claim_lines(cells, methods, tasks, len(seeds), noise), *paired_lines(cells, tasks),
-                      *floor_lines(cells, methods, tasks, floors), *variant_lines(cells, tasks), *joint_lines(cells, args.steps),
+                      *floor_lines(cells, methods, tasks, floors), *variant_lines(cells, tasks), *optimizer_lines(cells, tasks, args.steps),
+                      *joint_lines(cells, args.steps),
                       "", "Splits:", *[f"- {s}" for s in splits], "", "![accuracy by method and task](results.png)", ""])
 
 
@@ -81,7 +82,8 @@ def grid_so_far(cells: dict, methods: list[str], tasks: list[str], seeds: list[i
     a run that fills part of the grid must not write a report that hides the rest."""
     records = [r for runs in cells.values() for r in runs]
     specs = {Path(r["task"]).stem: r["task"] for r in records} | {Path(t).stem: t for t in tasks}  # this run's spelling wins
-    methods = in_order([*methods, *(r["method"] for r in records if "options" not in r)], [ZERO_SHOT, *METHODS, LORA])
+    adamw_methods = [r["method"] for r in records if "options" not in r and r.get("optimizer", "adamw") == "adamw"]
+    methods = in_order([*methods, *adamw_methods], [ZERO_SHOT, *METHODS, LORA])
     stems = in_order([*(Path(t).stem for t in tasks), *(Path(r["task"]).stem for r in records)], TASKS)
     return methods, [specs[stem] for stem in stems], sorted({*seeds, *(r["seed"] for r in records)})
 
@@ -155,6 +157,30 @@ def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
             row.append(f"{100 * statistics.mean(ours[s] for s in shared):.1f} vs "
                        f"{100 * statistics.mean(default[s] for s in shared):.1f} ({len(shared)})" if shared else "—")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
+
+
+def optimizer_lines(cells: dict, tasks: list[str], steps: int) -> list[str]:
+    """Forward-only optimizers' cells (method+optimizer), each beside its method under AdamW on the same seeds."""
+    names = sorted({name for name, _ in cells if "+" in name})
+    if not names:
+        return []
+    lines = ["", "## Forward-only optimizers", "",
+             (f"Each run had the forward passes of AdamW's {steps} steps ({3 * steps} passes of a batch: a backward pass "
+              "counts as two). Each cell reads mean ± std over seeds vs the method under AdamW on the same seeds (how many "
+              "seeds); the last column is the forward passes one run made."), "",
+             "| method + optimizer | " + " | ".join(tasks) + " | forward passes |", "|---" * (len(tasks) + 2) + "|"]
+    for name in names:
+        row, passes = [], set()
+        for task in tasks:
+            ours = {r["seed"]: 100 * r["accuracy"] for r in cells.get((name, task), [])}
+            adamw = {r["seed"]: 100 * r["accuracy"] for r in cells.get((name.split("+")[0], task), [])}
+            passes |= {r.get("forward_passes") for r in cells.get((name, task), [])}
+            shared = sorted(ours.keys() & adamw.keys())
+            spread = f" ± {statistics.stdev(ours[s] for s in shared):.1f}" if len(shared) > 1 else ""
+            row.append(f"{statistics.mean(ours[s] for s in shared):.1f}{spread} vs {statistics.mean(adamw[s] for s in shared):.1f} "
+                       f"({len(shared)})" if shared else "—")
+        lines.append(f"| {name} | " + " | ".join(row) + f" | {', '.join(str(p) for p in sorted(passes - {None})) or '—'} |")
     return lines
 
 

@@ -12,34 +12,37 @@ from .errors import SoftPromptError
 from .methods import BASELINES, METHODS, method_class
 from .tasks import TASKS, FileTaskOptions
 from .training import TrainConfig
-from .training.optimizers import OPTIMIZERS
+from .training.optimizers import OPTIMIZERS, optimizer_class
 
 
 def train_config(argv: list[str]) -> TrainConfig:
     """The TrainConfig that `softprompt train ARGV` runs: the --config file, overridden by the command line."""
-    # The method's own options depend on the method (from --method or the config file): find it first.
+    # The method's and the optimizer's own options depend on which (from the command line or the config file): find them first.
     probe = argparse.ArgumentParser(add_help=False)
-    probe.add_argument("--method")
-    probe.add_argument("--config")
+    for name in ("--method", "--optimizer", "--config"):
+        probe.add_argument(name)
     known = probe.parse_known_args(argv)[0]
     from_file = checked(TrainConfig, read_yaml(known.config), f"config file {known.config}") if known.config else {}
     method = known.method or from_file.get("method", TrainConfig.method)
-    config_class = method_class(method).config_class
+    optimizer = known.optimizer or from_file.get("optimizer", TrainConfig.optimizer)
+    config_class, optimizer_config = method_class(method).config_class, optimizer_class(optimizer).config_class
     parser = argparse.ArgumentParser(prog="softprompt train", description="Train a soft prompt on a frozen model.")
     parser.add_argument("--config", metavar="YAML", help="read options from this file (a saved train_config.yaml); "
                         "options typed on the command line override it")
     add_options(parser.add_argument_group("training"), TrainConfig)
     # --learning-rate is TrainConfig's (it overrides every parameter group), not the method's
     add_options(parser.add_argument_group(f"{method} options"), config_class, skip=("learning_rate",))
+    add_options(parser.add_argument_group(f"{optimizer} options"), optimizer_config)
     add_options(parser.add_argument_group("tasks from files"), FileTaskOptions)
     args = parser.parse_args(argv)
     where = f"config file {known.config}"
-    method_options = checked(config_class, from_file.get("method_options", {}), f"{where}, method_options")
-    file_options = checked(FileTaskOptions, from_file.get("file_options", {}), f"{where}, file_options")
-    scalars = {k: v for k, v in from_file.items() if k not in ("method_options", "file_options")}
+    options = {key: checked(cls, from_file.get(key, {}), f"{where}, {key}") for key, cls in
+               (("method_options", config_class), ("optimizer_options", optimizer_config), ("file_options", FileTaskOptions))}
+    scalars = {k: v for k, v in from_file.items() if k not in options}
     return TrainConfig(**{**scalars, **given(args, TrainConfig)},
-                       method_options={**method_options, **given(args, config_class, skip=("learning_rate",))},
-                       file_options={**file_options, **given(args, FileTaskOptions)})
+                       method_options={**options["method_options"], **given(args, config_class, skip=("learning_rate",))},
+                       optimizer_options={**options["optimizer_options"], **given(args, optimizer_config)},
+                       file_options={**options["file_options"], **given(args, FileTaskOptions)})
 
 
 def _train(argv: list[str]) -> None:
@@ -135,6 +138,8 @@ def _serve(argv: list[str]) -> None:
     parser.add_argument("--api-key", action="append", metavar="KEY", help="require 'Authorization: Bearer KEY' on every "
                         "request but /health (repeat for several keys)")
     parser.add_argument("--api-key-file", metavar="FILE", help="keys, one a line (# comments allowed): kept out of the process list")
+    parser.add_argument("--blackbox", action="store_true", help="also score client-supplied prompt embeddings "
+                        "(/v1/blackbox/*, for `softprompt train --remote`; see docs/black-box.md)")
     _add_placement(parser)
     args = parser.parse_args(argv)
     if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.request_timeout <= 0 or not 0 < args.port < 65536:
@@ -150,7 +155,7 @@ def _serve(argv: list[str]) -> None:
     from .serving.app import create_app
 
     app = create_app(load_model(args.model, args.device, args.dtype), args.prompts_dir, args.max_batch_size, args.max_wait_ms,
-                     args.request_timeout, api_keys=keys)
+                     args.request_timeout, api_keys=keys, blackbox=args.blackbox)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 from transformers import LlamaForCausalLM
 
 from softprompt import SoftPromptError, TrainConfig, load_model, load_prompt, train
 from softprompt.tuned import TunedPrompt
+from softprompt.runtime.remote import SCORE_PATH, encode_prompts
+from softprompt.serving.app import create_app
 from softprompt.cli import main
 from softprompt.storage import save_tensors
 from softprompt.methods import BASELINES, METHODS, build_method
@@ -193,6 +196,26 @@ def nothing(w: Workspace) -> None:
     pass
 
 
+def blackbox(prompts, status: int = 400, enabled: bool = True, max_body_bytes: int = 1_000_000):
+    """POST `prompts(width)` with two inputs to the tiny model's black-box endpoint; it must answer `status`."""
+    def run(w: Workspace, capsys) -> str:
+        body = {"prompts": encode_prompts(prompts(w.base.hidden_size)), "inputs": ["Review: fine\nSentiment:"] * 2,
+                "label_words": [" negative", " positive"]}
+        with TestClient(create_app(w.base, w.dir, blackbox=enabled, max_body_bytes=max_body_bytes)) as client:
+            response = client.post(SCORE_PATH, json=body)
+        assert response.status_code == status, response.text
+        return response.json()["error"]["message"]
+    return run
+
+
+def with_value(value: float):
+    def prompts(width: int) -> torch.Tensor:
+        tensor = torch.zeros(2, 3, width)
+        tensor[1, 2, 0] = value
+        return tensor
+    return prompts
+
+
 GOOD = ((" negative", " positive"), 1)
 CASES = [
     # --- the command line: names, types and ranges (refused before any model loads) ---
@@ -314,6 +337,30 @@ CASES = [
     ("api classify without label words", nothing, api(lambda w: TunedPrompt(w.base, load_prompt(w.prompt, w.base).method, {}).classify(["x"])),
      r"this prompt has no label words to classify with: it was trained on a generation task or on one whose answer choices differ per example"),
     ("api empty model name", nothing, api(lambda w: load_model("")), r"model must be a model name, a folder or a hub id, got ''"),
+    # --- forward-only optimizers and tuning through a server (--remote, softprompt serve --blackbox) ---
+    ("api unknown optimizer option", nothing, api(lambda w: w.config(optimizer="cma-es", optimizer_options={"eps": 0.1})),
+     r"optimizer 'cma-es' has no option\(s\) \['eps'\]; it has: \['intrinsic_dim', 'population', 'spread'\]"),
+    ("cli population of one", nothing, cli("train", "--optimizer", "cma-es", "--population", "1"),
+     r"need intrinsic_dim >= 1, population >= 2 and spread > 0, got 500, 1 and 1.0"),
+    ("cli zero perturbation", nothing, cli("train", "--optimizer", "zo-sgd", "--eps", "0"), r"zo-sgd needs eps > 0 and perturbations >= 1"),
+    ("cli remote with adamw", nothing, cli("train", "--remote", "http://127.0.0.1:9"),
+     r"--remote: 'adamw' back-propagates through the model, which stays on the server; use a forward-only optimizer \(zo-sgd, cma-es, sharpzo\)"),
+    ("cli remote with a method it cannot serve", nothing, cli("train", "--remote", "http://127.0.0.1:9", "--optimizer", "cma-es", "--method", "idpg"),
+     r"--remote takes methods whose prompt is input embeddings that do not depend on the input; 'idpg' injects \['embeds'\] and reads the input"),
+    ("cli remote not a URL", nothing, cli(*TRAIN, "--task", "{data}", "--optimizer", "cma-es", "--remote", "localhost:8000"),
+     r"remote must be an http:// or https:// URL, got 'localhost:8000'"),
+    ("cli remote server unreachable", nothing, cli(*TRAIN, "--task", "{data}", "--optimizer", "cma-es", "--remote", "http://127.0.0.1:9"),
+     r"cannot reach http://127.0.0.1:9/v1/blackbox/info"),
+    ("blackbox prompts of the wrong width", nothing, blackbox(lambda width: torch.zeros(2, 3, width + 1)),
+     r"prompts must be \(candidates, m, 64\): this model's embeddings have width 64; got shape \(2, 3, 65\)"),
+    ("blackbox prompts with too many rows", nothing, blackbox(lambda width: torch.zeros(1, 257, width)),
+     r"prompts: 1 to 64 candidates of at most 256 rows each, got 1 of 257"),
+    ("blackbox NaN in a prompt", nothing, blackbox(with_value(float("nan"))), r"prompts hold 1 NaN and 0 infinite values"),
+    ("blackbox inf in a prompt", nothing, blackbox(with_value(float("inf"))), r"prompts hold 0 NaN and 1 infinite values"),
+    ("blackbox body over the limit", nothing, blackbox(lambda width: torch.zeros(8, 16, width), 413, max_body_bytes=20_000),
+     r"request body over the 20000-byte limit"),
+    ("blackbox endpoint off", nothing, blackbox(lambda width: torch.zeros(2, 3, width), 403, enabled=False),
+     r"the black-box endpoint is off: start the server with --blackbox"),
 ]
 
 

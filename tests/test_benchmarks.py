@@ -111,6 +111,19 @@ def test_compare_keeps_variant_cells_apart_and_reports_them_beside_the_defaults(
     assert not (tmp_path / "cells" / "reviews" / "prompt-tuning@num_virtual_token=4").exists()
 
 
+def test_compare_gives_a_forward_only_optimizer_adamws_forward_passes_in_rows_of_its_own(tmp_path, tiny_model_dir, reviews_file):
+    common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "4", "--batch-size", "4", "--seeds", "0",
+              "--methods", "prompt-tuning", "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
+    run = compare(*common, "--optimizers", "adamw,zo-sgd")
+    assert run.returncode == 0, run.stderr
+    adamw, zo = (json.loads((tmp_path / "cells" / "reviews" / name / "seed0.json").read_text()) for name in ("prompt-tuning", "prompt-tuning+zo-sgd"))
+    assert (adamw["forward_passes"], adamw["steps"]) == (12, 4) and (zo["forward_passes"], zo["steps"]) == (12, 6)
+    assert zo["optimizer"] == "zo-sgd" and "optimizer" not in adamw
+    report = (tmp_path / "results.md").read_text()
+    assert f"| prompt-tuning | {100 * adamw['accuracy']:.1f} (1/1) |" in report  # zo-sgd's cell does not join AdamW's row
+    assert f"| prompt-tuning+zo-sgd | {100 * zo['accuracy']:.1f} vs {100 * adamw['accuracy']:.1f} (1) | 12 |" in report
+
+
 def test_serve_speed_smoke_run(tmp_path, tiny_model_dir):
     """Every part of the serving benchmark runs on the tiny model and reports its ratios (no timing asserted)."""
     out = tmp_path / "serve_speed.txt"

@@ -46,9 +46,24 @@ def test_sigkilled_run_resumes_to_the_same_prompt(tmp_path, tiny_model_dir, tiny
                    max_steps=STEPS, checkpoint_every=1, zero_shot=False, seed=3)
     method_options = {"num_virtual_tokens": 4, "rank": 2}
     straight = train(TrainConfig(**options, output_dir=str(tmp_path / "straight"), method_options=method_options), base=tiny_base)
+    killed_then_resumed(tmp_path, options, ["--num-virtual-tokens", "4", "--rank", "2"], straight)
 
+
+def test_sigkilled_cma_es_run_resumes_to_the_same_prompt(tmp_path, tiny_model_dir, tiny_base, reviews_file, one_thread):
+    """CMA-ES's state is its losses so far (replayed on resume) plus the seeded generator it samples from."""
+    options = dict(task=str(reviews_file), model=str(tiny_model_dir), optimizer="cma-es", batch_size=2, max_steps=STEPS,
+                   checkpoint_every=1, zero_shot=False, seed=3)
+    search = {"intrinsic_dim": 8, "population": 4}
+    straight = train(TrainConfig(**options, output_dir=str(tmp_path / "straight"), method_options={"num_virtual_tokens": 4},
+                                 optimizer_options=search), base=tiny_base)
+    killed_then_resumed(tmp_path, options, ["--num-virtual-tokens", "4", "--intrinsic-dim", "8", "--population", "4"], straight)
+
+
+def killed_then_resumed(tmp_path, options: dict, argv_options: list[str], straight) -> None:
+    """Run `softprompt train` in a process, SIGKILL it after step KILL_AFTER's checkpoint, resume it, and check
+    that it ends on the straight run's prompt, carrying on from the checkpoint rather than starting again."""
     out = tmp_path / "killed"
-    argv = [sys.executable, "-m", "softprompt.cli", "train", "--output-dir", str(out), "--num-virtual-tokens", "4", "--rank", "2"]
+    argv = [sys.executable, "-m", "softprompt.cli", "train", "--output-dir", str(out), *argv_options]
     argv += [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
     with open(tmp_path / "killed.log", "w") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

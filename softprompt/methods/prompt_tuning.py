@@ -26,18 +26,17 @@ class PromptTuningConfig(MethodConfig):
 
 def initial_embeddings(base: FrozenModel, init: str, text: str, length: int, seed: int = 0) -> torch.Tensor:
     """(length, d) starting values for a prompt, from text, sampled vocabulary, or noise."""
-    table = base.embedding_matrix.detach()
     generator = torch.Generator().manual_seed(seed)
     if init == "text":
         return text_embeddings(base, text, length)
     if init == "vocab":
         # Sample from the first 5000 rows: BPE vocabularies put common whole words first.
+        table = base.embedding_matrix.detach()
         rows = torch.randint(0, min(5000, table.shape[0]), (length,), generator=generator)
         with torch.no_grad():
             return base.embed(rows).float()
-    if init == "random":
-        scale = base.embed(torch.arange(min(5000, table.shape[0]))).float().std().item()  # of what the model reads
-        return torch.randn(length, base.embedding_size, generator=generator) * scale
+    if init == "random":  # a model served elsewhere reports its width and spread: no table needed
+        return torch.randn(length, base.embedding_size, generator=generator) * base.embedding_std
     raise unknown_choice("init", init, INITS)
 
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 import torch
 
 from ..backbones import BatchInputs, FrozenModel, Injection, prefix_key_values
+from .remote import RemoteModel  # a served model computes no keys/values here
 
 
 class PrefixCache:
@@ -62,7 +63,7 @@ def inference_prompt(base: FrozenModel, method, inputs: BatchInputs, cache: Pref
     """`method(inputs)` for inference: outside autograd, a task-level prefix is replaced by its cached
     keys/values (what stays per input, such as DePT's input_delta, is kept)."""
     prompt = method(inputs)
-    cached = None if torch.is_grad_enabled() else cache.key_values(base, method)
+    cached = None if torch.is_grad_enabled() or isinstance(base, RemoteModel) else cache.key_values(base, method)
     if cached is None:
         return prompt
     batch = inputs.batch_size

@@ -6,6 +6,7 @@ import torch
 
 from ..backbones import BatchInputs, FrozenModel, Injection, prompted_forward
 from .batching import Encoded, make_inputs
+from .remote import RemoteModel
 
 
 def target_logprobs(base: FrozenModel, prompt_fn, contexts: list[list[int]], targets: list[list[int]],
@@ -38,18 +39,23 @@ def answer_scores(logprobs: torch.Tensor, is_answer: torch.Tensor, length_normal
     return logprobs.sum(-1) / (is_answer.sum(-1) if length_normalized else 1)
 
 
-def lm_loss(base: FrozenModel, prompt_fn, batch: list[Encoded], features: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """Mean negative log-likelihood of the target tokens, and how many tokens the model processed."""
+def lm_loss(base: FrozenModel, prompt_fn, batch: list[Encoded], features: torch.Tensor | None = None,
+            groups: int = 1) -> tuple[torch.Tensor, int]:
+    """Mean negative log-likelihood of the target tokens, and how many tokens the model processed. With `groups`
+    > 1 the batch is that many equal blocks (one per candidate prompt) and the loss is (groups,), one per block."""
     logprobs, is_target = target_logprobs(base, prompt_fn, [e.context for e in batch], [e.target for e in batch], features)
-    return -logprobs.sum() / is_target.sum(), sum(len(e.context) + len(e.target) for e in batch)
+    losses = -logprobs.view(groups, -1).sum(-1) / is_target.view(groups, -1).sum(-1)
+    return (losses if groups > 1 else losses[0]), sum(len(e.context) + len(e.target) for e in batch)
 
 
 def choice_loss(base: FrozenModel, prompt_fn, batch: list[Encoded], features: torch.Tensor | None = None,
-                length_normalized: bool = False) -> tuple[torch.Tensor, int]:
-    """Cross-entropy over the choices' scores (the decision the metric judges), and tokens processed."""
+                length_normalized: bool = False, groups: int = 1) -> tuple[torch.Tensor, int]:
+    """Cross-entropy over the choices' scores (the decision the metric judges), and tokens processed; per block
+    of the batch with `groups` > 1, as lm_loss."""
     scores = choice_scores(base, prompt_fn, batch, length_normalized, features)
     labels = torch.tensor([e.label for e in batch], device=scores.device)
-    return torch.nn.functional.cross_entropy(scores, labels), sum(len(e.context) + 1 for e in batch)
+    losses = torch.nn.functional.cross_entropy(scores, labels, reduction="none").view(groups, -1).mean(-1)
+    return (losses if groups > 1 else losses[0]), sum(len(e.context) + 1 for e in batch)
 
 
 def no_prompt(inputs: BatchInputs) -> Injection:
@@ -60,6 +66,8 @@ def no_prompt(inputs: BatchInputs) -> Injection:
 def choice_scores(base: FrozenModel, prompt_fn, batch: list[Encoded], length_normalized: bool,
                   features: torch.Tensor | None = None) -> torch.Tensor:
     """(B, C) score of every choice. Single-token choices need one forward of the contexts alone."""
+    if isinstance(base, RemoteModel):  # its forward passes run on its server
+        return base.choice_scores(prompt_fn, batch, length_normalized)
     if all(len(c) == 1 for e in batch for c in e.choices):
         inputs = make_inputs(base, [e.context for e in batch], features)
         logits = prompted_forward(base, prompt_fn(inputs), inputs, logits_to_keep=1)[0].logits[:, -1]  # (B, V)

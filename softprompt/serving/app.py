@@ -17,6 +17,7 @@ from ..backbones import FrozenModel
 from ..errors import SoftPromptError
 from ..runtime.prefix_cache import PREFIX_CACHE
 from .access import ApiKeys
+from .blackbox import mount_blackbox
 from .context import Serving
 from .generation_routes import add_generation_routes
 from .metrics import Metrics
@@ -30,7 +31,7 @@ ENDPOINTS = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/classify"
 
 def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wait_ms: float = 5.0,
                request_timeout_s: float = 60.0, max_body_bytes: int = 1_000_000, api_keys: list[str] | None = None,
-               scheduler_class: type[Scheduler] = Scheduler) -> FastAPI:
+               blackbox: bool = False, scheduler_class: type[Scheduler] = Scheduler) -> FastAPI:
     """The app; `scheduler_class` lets a benchmark put a baseline scheduling policy in its place."""
     metrics = Metrics()
     scheduler = scheduler_class(base, max_batch_size, max_wait_ms, metrics)
@@ -46,6 +47,7 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
 
     app = FastAPI(title="softprompt", lifespan=lifespan)
     app.state.store, app.state.scheduler = serving.store, scheduler
+    mount_blackbox(app, base, blackbox, max_body_bytes)
 
     @app.middleware("http")
     async def gate(request: Request, call_next):

@@ -9,10 +9,11 @@ import torch
 
 from ..errors import SoftPromptError
 from ..storage import read_checkpoint, write_checkpoint, write_text_atomic
+from .config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 # Options a resumed run must share with the checkpoint: anything else would train another run.
-MUST_MATCH = ("task", "method", "model", "seed", "batch_size", "method_options", "optimizer")
+MUST_MATCH = ("task", "method", "model", "seed", "batch_size", "method_options", "optimizer", "optimizer_options")
 
 
 def save(trainer) -> None:
@@ -38,7 +39,8 @@ def load(trainer) -> None:
     if not path.is_file():
         raise SoftPromptError(f"--resume: no checkpoint at {path}")
     state = read_checkpoint(path)
-    saved, current = json.loads(state["config"]), asdict(trainer.config)
+    # an option a checkpoint predates had its default when the checkpoint was made
+    saved, current = {**asdict(TrainConfig()), **json.loads(state["config"])}, asdict(trainer.config)
     for key in MUST_MATCH:
         if saved.get(key) != current[key]:
             raise SoftPromptError(f"--resume: checkpoint {path} was made with {key}={saved.get(key)!r}, not {current[key]!r}")

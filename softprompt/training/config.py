@@ -10,7 +10,7 @@ from ..configs import at_least, check_types
 from ..errors import SoftPromptError, unknown_choice
 from ..methods import method_class
 from ..tasks import FileTaskOptions
-from .optimizers import optimizer_class
+from .optimizers import OPTIMIZERS, optimizer_class
 
 OBJECTIVES = ("choice", "lm")
 SCHEDULES = ("linear", "constant")
@@ -45,7 +45,8 @@ class TrainConfig:
     gradient_accumulation: int = 1
     """Micro-batches per optimizer step (effective batch = batch_size x this)."""
     learning_rate: float = 0.0
-    """0 uses the method's own default."""
+    """0 uses the default: the method's own under adamw, the optimizer's own under zo-sgd and sharpzo (see
+    `softprompt list`); cma-es has none."""
     warmup_ratio: float = 0.1
     warmup_steps: int = 0
     """Warm-up length in steps; 0 uses warmup_ratio of the run's steps."""
@@ -70,19 +71,29 @@ class TrainConfig:
     """Also score the bare frozen model on the test set, for comparison."""
     seed: int = 0
     optimizer: str = "adamw"
-    """How the parameters are updated: see `softprompt list` (adamw: back-propagation through the frozen model)."""
+    """How the parameters are updated: see `softprompt list` (adamw: back-propagation through the frozen model;
+    zo-sgd, cma-es, sharpzo: forward passes only, see docs/forward-only.md)."""
+    remote: str = ""
+    """URL of a `softprompt serve --blackbox` server to tune against instead of loading the model's weights here
+    (cma-es; input-level prompts; see docs/black-box.md). Empty: the model runs here."""
     log_with: str = ""
     """Also send the training curves to an experiment tracker through accelerate: tensorboard (event files
     under output_dir/logs; needs tensorboardX or tensorboard), wandb, mlflow... Empty: none."""
     method_options: dict = field(default_factory=dict)
     """The method's own options (see its config)."""
+    candidates_per_pass: int = 0
+    """Candidates a forward-only optimizer scores in one forward pass over candidates x batch rows (0: all it asks
+    for at once, when the method's injections stack). Fewer bound the memory, which grows with the rows of a pass."""
+    optimizer_options: dict = field(default_factory=dict)
+    """The optimizer's own options (see `softprompt train --optimizer NAME --help`)."""
     file_options: dict = field(default_factory=dict)
     """Field names etc. for tasks read from files (see FileTaskOptions)."""
 
     def __post_init__(self):
         check_types(self)
         at_least(self, 1, "epochs", "batch_size", "gradient_accumulation", "max_length", "eval_batch_size", "checkpoint_every")
-        at_least(self, 0, "max_steps", "warmup_steps", "dev_size", "seed", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm")
+        at_least(self, 0, "max_steps", "warmup_steps", "candidates_per_pass", "dev_size", "seed", "learning_rate", "warmup_ratio",
+                 "weight_decay", "max_grad_norm")
         if self.warmup_ratio >= 1 or self.max_grad_norm == 0:
             raise SoftPromptError(f"need warmup_ratio < 1 and max_grad_norm > 0, got {self.warmup_ratio!r} and {self.max_grad_norm!r}")
         if self.dtype not in ("auto", *DTYPES):
@@ -93,7 +104,21 @@ class TrainConfig:
             self._fill_from_preset()
         if self.objective not in OBJECTIVES:
             raise unknown_choice("objective", self.objective, OBJECTIVES)
-        optimizer_class(self.optimizer)  # an unknown name is refused with the choices
+        optimizer_class(self.optimizer).options(self.optimizer_options)  # an unknown name or option is refused
+        if self.remote:
+            self._check_remote()
+
+    def _check_remote(self) -> None:
+        """A served model scores input-level prompts and gives no gradients: refuse what needs more, before connecting."""
+        method = method_class(self.method)
+        if method.injects != {"embeds"} or method.input_dependent:
+            raise SoftPromptError(f"--remote takes methods whose prompt is input embeddings that do not depend on the input; "
+                                  f"{self.method!r} injects {sorted(method.injects)}" + (" and reads the input" if method.input_dependent else ""))
+        if optimizer_class(self.optimizer).needs_gradients:
+            raise SoftPromptError(f"--remote: {self.optimizer!r} back-propagates through the model, which stays on the server; "
+                                  f"use a forward-only optimizer ({', '.join(n for n, c in OPTIMIZERS.items() if not c.needs_gradients)})")
+        if self.objective != "choice":
+            raise SoftPromptError("--remote scores answer choices (the label words): it needs objective choice")
 
     def _fill_from_preset(self) -> None:
         """The preset's values wherever an option still has its default: explicit options win, so a preset is a
@@ -116,8 +141,9 @@ def train_command(config: dict) -> str:
     """The `softprompt train` command line for a saved TrainConfig (as a dict): every non-default option."""
     words = ["softprompt", "train"]
     method_config = method_class(config["method"]).config_class
+    optimizer_config = optimizer_class(config.get("optimizer", TrainConfig.optimizer)).config_class
     sources = [(TrainConfig, config), (method_config, config.get("method_options", {})),
-               (FileTaskOptions, config.get("file_options", {}))]
+               (optimizer_config, config.get("optimizer_options", {})), (FileTaskOptions, config.get("file_options", {}))]
     for cls, values in sources:
         for item in fields(cls):
             value = values.get(item.name, item.default)

@@ -20,7 +20,9 @@ from ..errors import SoftPromptError, unknown_choice
 from ..evaluation import accuracy
 from ..methods import PromptMethod, build_method
 from ..runtime.batching import Encoded, bucketed_batches, encode
+from ..runtime.population import Candidate, parameters_set_to, repeated, stackable, stacked_prompt
 from ..runtime.prefix_cache import inference_prompt
+from ..runtime.remote import connect
 from ..runtime.scoring import choice_loss, lm_loss
 from ..tasks import FileTaskOptions, Task, load_task, seeded_carve
 from . import checkpoints
@@ -66,7 +68,9 @@ class Trainer:
             raise SoftPromptError(f"output_dir {str(self.output_dir)!r} is a file, not a folder")
         _check_tracker(config.log_with)
         self.task = task or load_task(config.task, from_options(FileTaskOptions, config.file_options, "file_options"))
-        self.base = base or load_model(config.model, config.device, config.dtype)  # after the task: bad data is refused first
+        # after the task: bad data is refused before a slow load
+        self.base = base or (connect(config.remote, config.model) if config.remote
+                             else load_model(config.model, config.device, config.dtype))
         _check_placement(self.base, config)
         if config.gradient_checkpointing:
             self.base.enable_checkpointing()
@@ -77,7 +81,7 @@ class Trainer:
         self.batches_per_epoch = sum(math.ceil(len(p.train_set) / config.batch_size) for p in self.parts)
         steps_per_epoch = math.ceil(self.batches_per_epoch / config.gradient_accumulation)
         self.total_steps = config.max_steps or config.epochs * steps_per_epoch
-        self.optimizer = optimizer_class(config.optimizer)(self.method, config, self.total_steps)
+        self.optimizer = optimizer_class(config.optimizer)(self.method, config, self.total_steps, self.base)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_score, self.best_state, self.history = -math.inf, None, []
         self.accelerator = Accelerator(cpu=self.base.model.device.type == "cpu", log_with=config.log_with or None,
@@ -131,27 +135,17 @@ class Trainer:
         return score
 
     # ---- one step ------------------------------------------------------------------------------
-    def _closure(self, group: list[tuple[int, list[int]]], tokens: list[int]) -> Callable[[bool], float]:
-        """The optimizer's view of this step's batches: their mean loss, back-propagated when asked."""
-        def closure(backward: bool) -> float:
-            total = 0.0
-            tokens.clear()
-            for part, indices in group:
-                loss, count = self._micro_step(self.parts[part], indices, backward)
-                total += loss
-                tokens.append(count)
-            if backward:
-                self._sum_gradients()
-            return total / len(group)
-        return closure
+    def _share(self, part: TaskData, indices: list[int]) -> tuple[list[int], list[Encoded], torch.Tensor | None]:
+        """This process's indices of a batch, their examples and their cached features."""
+        share = indices[self.accelerator.process_index::self.accelerator.num_processes]
+        features = part.train_features[share] if part.train_features is not None and share else None
+        return share, [part.train_set[i] for i in share], features
 
     def _micro_step(self, part: TaskData, indices: list[int], backward: bool) -> tuple[float, int]:
         """This process's share of one batch (forward, and backward if asked); returns the whole batch's loss."""
-        share = indices[self.accelerator.process_index::self.accelerator.num_processes]
+        share, batch, features = self._share(part, indices)
         if not share:  # a last batch smaller than the number of processes: this one only joins the sum
-            return self._batch_mean(torch.zeros((), device=self.base.device)), 0
-        batch = [part.train_set[i] for i in share]
-        features = part.train_features[share] if part.train_features is not None else None
+            return self._summed(torch.zeros((), device=self.base.device)).item(), 0
         with torch.set_grad_enabled(backward):
             loss, tokens = part.loss_fn(self.base, part.method, batch, features)
         if not torch.isfinite(loss):
@@ -160,10 +154,36 @@ class Trainer:
         if backward:
             (weighted / self.config.gradient_accumulation).backward()
             self.base.release_hooks()  # the backward pass has recomputed what checkpointing dropped
-        return self._batch_mean(weighted.detach()), tokens
+        return self._summed(weighted.detach()).item(), tokens
 
-    def _batch_mean(self, weighted: torch.Tensor) -> float:
-        return self.accelerator.reduce(weighted, "sum").item() if self.accelerator.num_processes > 1 else weighted.item()
+    def _micro_candidates(self, part: TaskData, indices: list[int], candidates: list[Candidate]) -> tuple[torch.Tensor, int]:
+        """This process's share of one batch under each candidate, without a graph: (candidates,) whole-batch losses."""
+        share, batch, features = self._share(part, indices)
+        if not share:
+            return self._summed(torch.zeros(len(candidates))), 0
+        with torch.no_grad():
+            if stackable(part.method):  # one forward pass over candidates x batch rows
+                count = len(candidates)
+                losses, tokens = part.loss_fn(self.base, stacked_prompt(part.method, candidates), batch * count,
+                                              repeated(features, count), groups=count)
+            else:
+                losses, tokens = self._one_by_one(part, batch, features, candidates)
+        losses = losses.reshape(len(candidates))
+        if not torch.isfinite(losses).all():
+            raise NonFiniteUpdate(f"a candidate's loss became {losses[~torch.isfinite(losses)][0].item()}")
+        return self._summed(losses * len(share) / len(indices)), tokens
+
+    def _one_by_one(self, part: TaskData, batch: list[Encoded], features, candidates: list[Candidate]) -> tuple[torch.Tensor, int]:
+        losses, tokens = [], 0
+        for values in candidates:
+            with parameters_set_to(values):
+                loss, count = part.loss_fn(self.base, part.method, batch, features)
+            losses.append(loss)
+            tokens += count
+        return torch.stack(losses), tokens
+
+    def _summed(self, weighted: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(weighted, "sum") if self.accelerator.num_processes > 1 else weighted
 
     def _sum_gradients(self) -> None:
         if self.accelerator.num_processes == 1:
@@ -217,21 +237,51 @@ class Trainer:
 
     def _step(self, group: list[tuple[int, list[int]]]) -> dict:
         """One optimizer step over `group` (gradient_accumulation batches, fewer at an epoch's end)."""
-        start, tokens = time.perf_counter(), []
+        start, batches = time.perf_counter(), StepBatches(self, group)
         try:
-            loss = self.optimizer.step(self._closure(group, tokens))
+            loss = self.optimizer.step(batches)
         except NonFiniteUpdate as error:
             self._stop(str(error))
         self.batch_in_epoch += len(group)
         self.step += 1
         elapsed = time.perf_counter() - start
         record = {"step": self.step, "epoch": self.epoch + 1, "loss": loss, "lr": self.optimizer.learning_rate,
-                  "tokens_per_s": sum(tokens) / elapsed, "seconds": elapsed}
+                  "tokens_per_s": batches.tokens / elapsed, "seconds": elapsed, "forward_passes": batches.forward_passes}
         self.history.append(record)
         self.accelerator.log({f"train/{k}": record[k] for k in ("loss", "lr", "tokens_per_s")}, step=self.step)
         return record
 
 
+class StepBatches:
+    """What an optimizer evaluates in one step (optimizer_api.StepLoss): the step's batches, under the current
+    parameters or under candidate values. It counts the model's work: tokens read, and forward passes of a batch
+    (a backward pass counted as two, its usual cost)."""
+
+    def __init__(self, trainer: Trainer, group: list[tuple[int, list[int]]]):
+        self.trainer, self.group = trainer, group
+        self.tokens, self.forward_passes = 0, 0
+
+    def __call__(self, backward: bool) -> float:
+        total = 0.0
+        for part, indices in self.group:
+            loss, tokens = self.trainer._micro_step(self.trainer.parts[part], indices, backward)
+            total += loss
+            self.tokens += tokens
+        if backward:
+            self.trainer._sum_gradients()
+        self.forward_passes += len(self.group) * (3 if backward else 1)
+        return total / len(self.group)
+
+    def candidates(self, candidates: list[Candidate]) -> list[float]:
+        size = self.trainer.config.candidates_per_pass or len(candidates)
+        total = torch.zeros(len(candidates))
+        for part, indices in self.group:
+            for start in range(0, len(candidates), size):
+                losses, tokens = self.trainer._micro_candidates(self.trainer.parts[part], indices, candidates[start:start + size])
+                total[start:start + size] += losses
+                self.tokens += tokens
+        self.forward_passes += len(self.group) * len(candidates)
+        return (total / len(self.group)).tolist()
 def _check_placement(base: FrozenModel, config: TrainConfig) -> None:
     """A model passed in is used where it is: refuse a device or dtype option that says otherwise."""
     device = resolve_device(config.device)
