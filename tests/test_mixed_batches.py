@@ -7,11 +7,14 @@ import torch
 from softprompt.tuned import TunedPrompt
 from softprompt.runtime.batching import encode, make_inputs
 from softprompt.runtime.scoring import no_prompt
-from softprompt.runtime.generation import collect, generate_ids
+from softprompt.runtime.generation import generate_ids
 from softprompt.methods import METHODS, build_method
 from softprompt.backbones import prompted_forward
 from softprompt.serving.mixed import merge_rows
-from softprompt.serving.mixed import Row, _row_injection, generate_steps, next_token_logprobs
+from softprompt.serving.mixed import Row, _row_injection, next_token_logprobs
+from softprompt.serving.scheduler import Scheduler
+from softprompt.serving.sequences import SamplingParams, Sequence
+from softprompt.serving.text import TextStream
 
 
 def mixed_rows(base, task):
@@ -65,8 +68,19 @@ def test_mixed_generation_equals_each_row_alone(tiny_base, tiny_task):
     rows = mixed_rows(tiny_base, tiny_task)
     limits = [5] * len(rows)
     limits[0] = 2  # per-row limits
-    together = collect(tiny_base, generate_steps(tiny_base, rows, limits, [0.0] * len(rows)), len(rows))
+    together = generate_together(tiny_base, rows, limits)
     for row, limit, produced in zip(rows, limits, together):
         method = row.tuned.method if row.tuned else no_prompt
         assert produced == generate_ids(tiny_base, method, [row.ids], limit, features=row.features)[0]
         assert len(produced) == limit
+
+
+def generate_together(base, rows, limits) -> list[list[int]]:
+    """Greedy tokens of all rows, prefilled together in one mixed batch and decoded together by the scheduler."""
+    sequences = [Sequence(row, SamplingParams(max_tokens=limit), i, lambda delta: None, TextStream(base.tokenizer))
+                 for i, (row, limit) in enumerate(zip(rows, limits))]
+    scheduler = Scheduler(base, max_batch_size=len(rows))
+    scheduler.submit(*sequences)
+    while scheduler.waiting or scheduler.running.sequences:
+        scheduler.run_iteration()
+    return [seq.tokens for seq in sequences]

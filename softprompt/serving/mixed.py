@@ -2,14 +2,12 @@
 none), for scoring and for generation. Task-level prompts come from the prefix cache (`TunedPrompt`)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 from ..backbones import BatchInputs, FrozenModel, Injection, prompted_forward
 from ..runtime.batching import make_inputs
-from ..runtime.generation import decode_steps
 from ..runtime.scoring import answer_logprobs
 
 
@@ -47,14 +45,6 @@ def answer_logprobs_of(base: FrozenModel, rows: list[Row]) -> tuple[torch.Tensor
     lengths = [row.answer_length for row in rows]
     output, _, inputs = mixed_forward(base, rows, logits_to_keep=max(lengths) + 1)
     return answer_logprobs(output.logits, inputs.input_ids, lengths)
-
-
-@torch.no_grad()
-def generate_steps(base: FrozenModel, rows: list[Row], max_new_tokens: list[int], temperatures: list[float],
-                   seed: int = 0) -> Iterator[torch.Tensor]:
-    """Decode a mixed batch: one prefill, then (B,) new ids per step (see generate.decode_steps)."""
-    output, mask, _ = mixed_forward(base, rows, use_cache=True)
-    yield from decode_steps(base, output, mask, max_new_tokens, temperatures, seed)
 
 
 def merge_rows(rows: list[tuple[Injection, BatchInputs]]) -> tuple[Injection, BatchInputs]:

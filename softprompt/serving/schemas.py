@@ -104,7 +104,6 @@ class Message(Strict):
 
 class ResponseFormat(Strict):
     type: str = Field(max_length=50)
-    json_schema: dict | None = None
 
 
 class ChatRequest(Sampling):
