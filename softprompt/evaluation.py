@@ -8,9 +8,10 @@ import torch
 
 from .backbones import FrozenModel
 from .errors import SoftPromptError
-from .runtime.batching import Encoded, bucketed_batches, encode
+from .runtime.batching import Encoded, bucketed_batches
 from .runtime.generation import generate_ids
-from .runtime.scoring import choice_scores, no_prompt
+from .runtime.kinds import kind_of
+from .runtime.scoring import no_prompt
 from .tasks import Task
 
 
@@ -20,7 +21,7 @@ def evaluate(base: FrozenModel, prompt_fn, task: Task, batch_size: int = 16, max
     `features` are the method's per-example features of task.test, if it uses any."""
     if not (isinstance(batch_size, int) and batch_size >= 1 and isinstance(max_length, int) and max_length >= 1):
         raise SoftPromptError(f"batch_size and max_length must be integers >= 1, got {batch_size!r} and {max_length!r}")
-    encoded = encode(base, task.test, max_length)
+    encoded = kind_of(base).encode(base, task.test, max_length)
     if task.test[0].is_choice:
         return {"accuracy": accuracy(base, prompt_fn, encoded, task, batch_size, features, progress)}
     return {"exact_match": exact_match(base, prompt_fn, encoded, task, batch_size, features, progress)}
@@ -35,11 +36,11 @@ def zero_shot(base: FrozenModel, task: Task, batch_size: int = 16, max_length: i
 def accuracy(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, batch_size: int,
              features: torch.Tensor | None = None, progress=None) -> float:
     """Share of examples whose highest-scoring choice is the true one."""
-    correct = 0
-    for batch in bucketed_batches([len(e.context) for e in encoded], batch_size, 0, 0, shuffle=False):
+    correct, kind = 0, kind_of(base)
+    for batch in bucketed_batches([kind.eval_length(e) for e in encoded], batch_size, 0, 0, shuffle=False):
         items = [encoded[i] for i in batch]
         batch_features = features[[e.index for e in items]] if features is not None else None
-        scores = choice_scores(base, prompt_fn, items, task.length_normalized, batch_features)
+        scores = kind.choice_scores(base, prompt_fn, items, task.length_normalized, batch_features)
         correct += sum(int(p) == e.label for p, e in zip(scores.argmax(-1), items))
         if progress is not None:
             progress.update(len(items))

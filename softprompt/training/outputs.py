@@ -81,7 +81,7 @@ def _test_metrics(trainer: Trainer, part: TaskData) -> dict:
         # through TunedPrompt: a task-level prompt is scored from its cached keys/values
         scored = TunedPrompt(trainer.base, part.method, {})
         metrics = evaluate(trainer.base, scored, task, config.eval_batch_size, config.max_length, trainer.features(task.test), bar)
-    if config.zero_shot:
+    if config.zero_shot and trainer.kind.zero_shot:  # a ViT alone has no answer to score
         with tqdm(total=len(task.test), desc=f"zero-shot {task.name}", unit="ex", disable=quiet) as bar:
             bare = evaluate(trainer.base, no_prompt, task, config.eval_batch_size, config.max_length, None, bar)
         metrics.update({f"zero_shot_{k}": v for k, v in bare.items()})
