@@ -8,7 +8,7 @@ this protocol, so a new method is one new file plus a line in the registry.
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -44,10 +44,15 @@ class PromptMethod(nn.Module):
     """The `Injection` fields `forward` sets: embeds, key_values, input_delta, before_layer."""
     input_dependent: ClassVar[bool] = False
     """Whether the prompt changes with the input's content (then it has no shared prefix to cache)."""
+    kinds: ClassVar[frozenset[str]] = frozenset({"text"})
+    """The backbone kinds (`FrozenModel.kind`) it works on; built on another it is refused, saying why."""
 
     def __init__(self, config: MethodConfig, base: FrozenModel):
         super().__init__()
+        if base.kind not in self.kinds:
+            raise SoftPromptError(f"method {self.name!r} cannot run on {base.name!r}, a {base.kind} backbone: {WHY_NOT[base.kind]}")
         self.config = config
+        self.head = base_head(base, getattr(config, "num_classes", 0))  # None on a backbone that scores its own answers
         length = getattr(config, "num_virtual_tokens", None)
         if length is not None and not 1 <= length <= base.max_length:
             raise SoftPromptError(f"num_virtual_tokens must be between 1 and the model's context length {base.max_length}, got {length}")
@@ -62,6 +67,12 @@ class PromptMethod(nn.Module):
     def init_text(self, task) -> str:
         """The text a prompt starts from: the method's init_text option, else the task's description."""
         return getattr(self.config, "init_text", "") or task.description
+
+    def fit_head(self, base: FrozenModel, task) -> None:
+        """Size the classifier head to the task's classes, where the backbone reads classes through one (a ViT)."""
+        if base.kind == "vision":
+            self.config.num_classes = len(task.label_words)
+            self.head = base_head(base, self.config.num_classes)
 
     def instance_features(self, base: FrozenModel, texts: list[str]) -> torch.Tensor | None:
         """Per-example features from a frozen encoder, computed once per example and cached by the caller."""
@@ -87,6 +98,29 @@ class PromptMethod(nn.Module):
 
     def forward(self, inputs: BatchInputs) -> Injection:
         raise NotImplementedError
+
+
+WHY_NOT = {  # why a method written for the other kind of backbone cannot run on this one
+    "vision": "it is written for causal language models (it reads tokens, a vocabulary, a key/value cache or a text "
+              "encoder); on a ViT use vpt-shallow, vpt-deep, linear-probe, lora or full-finetune",
+    "text": "it trains a classifier head on a ViT's CLS state, which a causal language model does not have; on text use "
+            "prompt-tuning (the same prompt at the input) or prefix-tuning (prompts in every layer)",
+}
+
+
+@dataclass
+class ClassifierConfig(MethodConfig):
+    num_classes: int = field(default=0, metadata={"internal": True})
+    """Outputs of the classifier head on a ViT's CLS state (set from the training task; 0 on text backbones)."""
+
+
+def base_head(base: FrozenModel, num_classes: int) -> nn.Linear | None:
+    """A ViT's trainable classifier head: a linear map of the final CLS state to class scores (PyTorch's default,
+    seeded, initialisation: a zero head would give the prompt no gradient in the first step); None on a causal LM
+    (it scores answer words) or before the classes are known."""
+    if base.kind != "vision" or not num_classes:
+        return None
+    return nn.Linear(base.hidden_size, num_classes, device=base.device)
 
 
 def init_text_ids(base: FrozenModel, text: str, length: int) -> torch.Tensor:
