@@ -79,8 +79,12 @@ class PromptMethod(nn.Module):
         return None
 
     def parameter_groups(self) -> list[dict]:
-        """AdamW parameter groups; methods with several learning rates override this."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": self.config.learning_rate}]
+        """AdamW parameter groups: the classifier head (if any) at the config's head_learning_rate when it has one;
+        methods with several learning rates override this."""
+        head = list(self.head.parameters()) if self.head is not None else []
+        rest = [p for p in self.parameters() if p.requires_grad and all(p is not h for h in head)]
+        groups = [{"params": rest, "lr": self.config.learning_rate}] if rest else []
+        return groups + ([{"params": head, "lr": getattr(self.config, "head_learning_rate", self.config.learning_rate)}] if head else [])
 
     def for_task(self, name: str) -> PromptMethod:
         """The prompt of one task when training on several at once. Methods that learn task-specific parts
@@ -106,6 +110,9 @@ WHY_NOT = {  # why a method written for the other kind of backbone cannot run on
     "text": "it trains a classifier head on a ViT's CLS state, which a causal language model does not have; on text use "
             "prompt-tuning (the same prompt at the input) or prefix-tuning (prompts in every layer)",
 }
+
+
+HEAD_LEARNING_RATE = 3e-3  # every method's head on a ViT, so that the grid compares what differs (the prompt)
 
 
 @dataclass

@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from ..backbones import BatchInputs, FrozenModel, Injection
-from .base import ClassifierConfig, PromptMethod
+from .base import HEAD_LEARNING_RATE, ClassifierConfig, PromptMethod
 
 
 @dataclass
 class FullFinetuneConfig(ClassifierConfig):
     learning_rate: float = 1e-4
     """Learning rate of the model's weights."""
-    head_learning_rate: float = 1e-3
+    head_learning_rate: float = HEAD_LEARNING_RATE
     """Learning rate of the classifier head (new, so it takes larger steps than the pretrained weights)."""
 
 
@@ -47,11 +47,6 @@ class FullFinetune(PromptMethod):
 
     def initialize(self, base: FrozenModel, task) -> None:
         self.fit_head(base, task)
-
-    def parameter_groups(self) -> list[dict]:
-        deltas = [*self.weight_deltas.values(), *self.bias_deltas.values()]
-        groups = [{"params": deltas, "lr": self.config.learning_rate}]
-        return groups + ([{"params": list(self.head.parameters()), "lr": self.config.head_learning_rate}] if self.head else [])
 
     def forward(self, inputs: BatchInputs) -> Injection:
         def update(path: str, module: nn.Module):

@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backbones import BatchInputs, FrozenModel, Injection
-from .base import ClassifierConfig, PromptMethod
+from .base import HEAD_LEARNING_RATE, ClassifierConfig, PromptMethod
 
 
 @dataclass
 class LinearProbeConfig(ClassifierConfig):
-    learning_rate: float = 1e-3
+    learning_rate: float = HEAD_LEARNING_RATE
     """Learning rate of the head (the only thing trained)."""
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..backbones import BatchInputs, FrozenModel, Injection
 from ..errors import SoftPromptError
-from .base import ClassifierConfig, PromptMethod
+from .base import HEAD_LEARNING_RATE, ClassifierConfig, PromptMethod
 
 
 @dataclass
@@ -24,6 +24,8 @@ class LoraConfig(ClassifierConfig):
     default for the model's family (q_proj,v_proj for Llama-likes, c_attn for GPT-2, query_key_value for Falcon
     and GPT-NeoX), else the first of q_proj,v_proj / qkv_proj the model has."""
     learning_rate: float = 1e-3
+    head_learning_rate: float = HEAD_LEARNING_RATE
+    """On a ViT: learning rate of the classifier head on the CLS state (unused on text models)."""
 
 
 class LowRankAdaptation(PromptMethod):

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..backbones import BatchInputs, FrozenModel, Injection, image_batch
 from ..tasks.images import open_image
-from .base import ClassifierConfig
+from .base import HEAD_LEARNING_RATE, ClassifierConfig
 from .prompt_tuning import PromptTuning
 from .vipamin import vipamin_prompts
 
@@ -31,9 +31,8 @@ class VptConfig(ClassifierConfig):
     """VIPAMIN: weight of the orthogonal part, (1 - mix) * matched + mix * orthogonal (the authors sweep 0, 0.5, 1)."""
     learning_rate: float = 1e-2
     """Learning rate of the prompt tokens."""
-    head_learning_rate: float = 1e-3
-    """Learning rate of the classifier head (Adam moves each of its d weights by about this per step, and they all
-    add up in a class score: larger steps make the loss jump)."""
+    head_learning_rate: float = HEAD_LEARNING_RATE
+    """Learning rate of the classifier head on the CLS state."""
 
 
 class VisualPromptTuningShallow(PromptTuning):
@@ -71,11 +70,6 @@ class VisualPromptTuningShallow(PromptTuning):
 
     def prompt_layers(self, base: FrozenModel) -> int:
         return 1
-
-    def parameter_groups(self) -> list[dict]:
-        head = list(self.head.parameters()) if self.head else []
-        prompts = [p for p in self.parameters() if all(p is not q for q in head)]
-        return [{"params": prompts, "lr": self.config.learning_rate}] + ([{"params": head, "lr": self.config.head_learning_rate}] if head else [])
 
     def shared_prefix(self) -> None:
         return None
