@@ -1,4 +1,4 @@
-"""softprompt train | eval | generate | serve | export | import | list"""
+"""softprompt train | eval | generate | classify | serve | export | import | list"""
 from __future__ import annotations
 
 import argparse
@@ -118,6 +118,20 @@ def _generate(argv: list[str]) -> None:
         print(output)
 
 
+def _classify(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="softprompt classify", description="Label inputs with a trained prompt: one JSON "
+                                     "line per input with its label and every label's probability.")
+    parser.add_argument("prompt", help="a prompt file trained on a classification task")
+    parser.add_argument("inputs", nargs="+", help="texts formatted as in training; image files for a prompt on a ViT")
+    _add_placement(parser)
+    args = parser.parse_args(argv)
+    from .tuned import load_prompt
+
+    prompt = load_prompt(args.prompt, device=args.device, dtype=args.dtype)
+    for item, result in zip(args.inputs, prompt.classify(args.inputs)):
+        print(json.dumps({"input": item, **result}))
+
+
 def _serve(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="softprompt serve", description="Serve every prompt file in a directory over HTTP "
                                      "(OpenAI-compatible completions and chat, /v1/classify), in mixed micro-batches.")
@@ -201,8 +215,8 @@ def _list(argv: list[str]) -> None:
         print(f"  {name:{width}} {IMAGE_TASK_DESCRIPTION} {IMAGE_TASKS[name]} train images per class.")
 
 
-COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "serve": _serve, "export": _export, "import": _import,
-            "list": _list}
+COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "classify": _classify, "serve": _serve, "export": _export,
+            "import": _import, "list": _list}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,8 +43,8 @@ class TunedPrompt:
     def classify(self, inputs: list) -> list[dict]:
         """For each input, the most likely label word and every label's probability. Inputs are texts formatted as in
         training; on a ViT, images (file paths, encoded bytes, PIL images or uint8 arrays)."""
-        kind = kind_of(self.base)
-        examples = kind.as_examples(inputs, self.label_words())
+        kind, labels = kind_of(self.base), self.label_words()
+        examples = kind.as_examples(inputs, labels)
         self.method.eval()
         encoded = kind.encode(self.base, examples, self.info.get("max_length", 512))
         with torch.no_grad():

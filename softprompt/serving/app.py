@@ -55,6 +55,10 @@ class ClassifyRequest(ModelRequest):
 
 def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wait_ms: float = 5.0,
                request_timeout_s: float = 60.0, max_body_bytes: int = 1_000_000) -> FastAPI:
+    if base.kind == "vision":  # a ViT classifies images: its own small app
+        from .images import create_image_app
+
+        return create_image_app(base, prompts_dir, request_timeout_s)
     store = PromptStore(prompts_dir, base)
     batcher = Batcher(base, max_batch_size, max_wait_ms)
 

@@ -17,6 +17,10 @@ class UnsupportedImage(SoftPromptError):
     """Bytes that are an image in a format this path does not take (the server takes PNG and JPEG)."""
 
 
+class ImageTooLarge(SoftPromptError):
+    """An image over MAX_PIXELS."""
+
+
 @dataclass(frozen=True, eq=False)
 class ImageExample(Example):
     """An example whose input is an image; `text` names it (a path, or the dataset and row) for messages."""
@@ -42,7 +46,7 @@ def open_image(source, formats: tuple[str, ...] | None = None):
             if formats and image.format not in formats:
                 raise UnsupportedImage(f"{where} is {image.format or 'of an unknown format'}; send {' or '.join(formats)}")
             if image.width * image.height > MAX_PIXELS:
-                raise SoftPromptError(f"{where} is {image.width}x{image.height}: over the {MAX_PIXELS:,}-pixel limit")
+                raise ImageTooLarge(f"{where} is {image.width}x{image.height}: over the {MAX_PIXELS:,}-pixel limit")
             return image.convert("RGB")  # decodes now: a truncated file fails here, not in a training step
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as error:
         raise SoftPromptError(f"{where} is not a readable image ({error})") from error
