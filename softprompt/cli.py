@@ -9,7 +9,7 @@ from pathlib import Path
 from .backbones.loading import DEFAULT_MODEL, EMBEDDED_MODELS, IMAGE_SIZES
 from .configs import add_options, checked, given, read_yaml
 from .errors import SoftPromptError
-from .methods import ALL_METHODS, BASELINES, METHODS, VISION_BASELINES, VISION_METHODS, method_class
+from .methods import BASELINES, METHODS, VISION_BASELINES, VISION_METHODS, all_methods, method_class
 from .tasks import IMAGE_TASK_DESCRIPTION, IMAGE_TASKS, TASKS, FileTaskOptions
 from .training import TrainConfig
 from .training.optimizers import OPTIMIZERS
@@ -193,7 +193,7 @@ def _import(argv: list[str]) -> None:
 
 def _list(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="softprompt list", description="Show methods, models and tasks.").parse_args(argv)
-    width = max(map(len, [*ALL_METHODS, *TASKS, *IMAGE_TASKS]))
+    width = max(map(len, [*all_methods(), *TASKS, *IMAGE_TASKS]))
     sections = [("methods:", METHODS), ("baselines (--method; they change the model instead of prompting it):", BASELINES),
                 ("vision methods (on a ViT: --model dinov2-s or dinov2-s-112; lora runs there too):", VISION_METHODS),
                 ("vision baselines:", VISION_BASELINES)]

@@ -33,13 +33,18 @@ BASELINES: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (LowRankAda
 # baseline above runs on both kinds.
 VISION_METHODS: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (VisualPromptTuningShallow, VisualPromptTuningDeep)}
 VISION_BASELINES: dict[str, type[PromptMethod]] = {cls.name: cls for cls in (LinearProbe, FullFinetune)}
-ALL_METHODS = {**METHODS, **BASELINES, **VISION_METHODS, **VISION_BASELINES}
+
+
+def all_methods() -> dict[str, type[PromptMethod]]:
+    """Every registry at once, read now (a test may register a method at run time)."""
+    return {**METHODS, **BASELINES, **VISION_METHODS, **VISION_BASELINES}
 
 
 def method_class(name: str) -> type[PromptMethod]:
-    if name not in ALL_METHODS:
-        raise unknown_choice("method", name, ALL_METHODS)
-    return ALL_METHODS[name]
+    known = all_methods()
+    if name not in known:
+        raise unknown_choice("method", name, known)
+    return known[name]
 
 
 def make_config(name: str, options: dict | None = None) -> MethodConfig:
@@ -49,7 +54,7 @@ def make_config(name: str, options: dict | None = None) -> MethodConfig:
 
 def methods_for(kind: str) -> list[str]:
     """The registered methods and baselines that run on a backbone of this kind ("text", "vision")."""
-    return sorted(name for name, cls in ALL_METHODS.items() if kind in cls.kinds)
+    return sorted(name for name, cls in all_methods().items() if kind in cls.kinds)
 
 
 def build_method(name: str, base: FrozenModel, options: dict | None = None) -> PromptMethod:
@@ -58,4 +63,4 @@ def build_method(name: str, base: FrozenModel, options: dict | None = None) -> P
     return method_class(name)(make_config(name, options), base).to(base.device)
 
 
-__all__ = ["ALL_METHODS", "BASELINES", "METHODS", "VISION_BASELINES", "VISION_METHODS", "MethodConfig", "PromptMethod", "build_method", "make_config", "method_class", "methods_for"]
+__all__ = ["BASELINES", "METHODS", "VISION_BASELINES", "VISION_METHODS", "MethodConfig", "PromptMethod", "build_method", "make_config", "all_methods", "method_class", "methods_for"]
