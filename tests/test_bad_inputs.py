@@ -22,7 +22,7 @@ from softprompt import SoftPromptError, TrainConfig, load_model, load_prompt, tr
 from softprompt.tuned import TunedPrompt
 from softprompt.cli import main
 from softprompt.storage import save_tensors
-from softprompt.methods import ALL_METHODS, build_method
+from softprompt.methods import all_methods, build_method
 from softprompt.training.optimizers import OPTIMIZERS
 from softprompt.backbones import FrozenModel
 from softprompt.tasks import Example, Task, load_task
@@ -196,10 +196,10 @@ def nothing(w: Workspace) -> None:
 GOOD = ((" negative", " positive"), 1)
 CASES = [
     # --- the command line: names, types and ranges (refused before any model loads) ---
-    ("cli unknown command", nothing, cli("fly"), r"usage: softprompt \{train\|eval\|generate\|serve\|export\|import\|list\}"),
+    ("cli unknown command", nothing, cli("fly"), r"usage: softprompt \{train\|eval\|generate\|classify\|serve\|export\|import\|list\}"),
     ("cli unknown task", nothing, cli("train", "--task", "sst3"), r"unknown task 'sst3'; choose one of: .*sst2"),
     ("cli unknown method", nothing, cli("train", "--method", "magic"),
-     rf"unknown method 'magic'; choose one of: {', '.join(sorted(ALL_METHODS))}$"),
+     rf"unknown method 'magic'; choose one of: {', '.join(sorted(all_methods()))}$"),
     ("cli unknown optimizer", nothing, cli("train", "--optimizer", "lbfgs"), rf"unknown optimizer 'lbfgs'; choose one of: {', '.join(sorted(OPTIMIZERS))}$"),
     ("cli unknown model", nothing, cli("train", "--model", "no-such-model"), r"unknown model 'no-such-model'; choose one of: .*smollm2-135m"),
     ("cli eval needs a task", nothing, cli("eval"), r"--task is required"),

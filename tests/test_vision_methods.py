@@ -8,7 +8,7 @@ import torch
 
 from softprompt.backbones import Injection, class_logits, image_batch
 from softprompt.errors import SoftPromptError
-from softprompt.methods import ALL_METHODS, METHODS, build_method, methods_for
+from softprompt.methods import METHODS, all_methods, build_method, methods_for
 from softprompt.runtime.images import class_loss, encode_images
 from softprompt.tasks.images import open_image
 from softprompt.tuned import TunedPrompt, load_prompt
@@ -118,9 +118,9 @@ def test_the_bare_pass_reads_the_model_s_own_cls_state(tiny_vit, tiny_image_task
     torch.testing.assert_close(ours, theirs)
 
 
-@pytest.mark.parametrize("name", sorted(ALL_METHODS))
+@pytest.mark.parametrize("name", sorted(all_methods()))
 def test_a_method_for_the_other_kind_is_refused_saying_why(name, tiny_vit, tiny_base):
-    if name in VISION and "text" in ALL_METHODS[name].kinds:
+    if name in VISION and "text" in all_methods()[name].kinds:
         pytest.skip(f"{name} runs on both kinds")
     if name in VISION:
         with pytest.raises(SoftPromptError, match=rf"method '{name}' cannot run on .*, a text backbone: it trains a classifier head on a ViT's CLS state"):
