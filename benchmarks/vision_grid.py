@@ -47,7 +47,7 @@ CLAIMS = [("VPT-deep beats the linear probe", "vpt-deep", "linear-probe"),
 
 
 def cell_path(results: Path, method: str, task: str, seed: int) -> Path:
-    return results / task / method / f"seed{seed}.json"
+    return results / Path(task).name / method / f"seed{seed}.json"  # a task may be a folder of images
 
 
 def run_cell(args, method: str, task: str, seed: int) -> dict:
