@@ -18,7 +18,7 @@ os.environ["COLUMNS"] = "110"  # argparse wraps help to the terminal: fix it so 
 
 from softprompt.cli import COMMANDS, main
 from softprompt.configs import field_docs
-from softprompt.methods import BASELINES, METHODS
+from softprompt.methods import all_methods
 from softprompt.training.optimizers import OPTIMIZERS
 
 
@@ -30,7 +30,7 @@ def help_text(command: str) -> str:
 
 
 def method_options(name: str) -> list[str]:
-    method = {**METHODS, **BASELINES}[name]
+    method = all_methods()[name]
     cls = method.config_class
     docs = field_docs(cls)
     rows = [f"`{name}`: {method.description}", "", "| option | default | meaning |", "|---|---|---|"]
@@ -61,7 +61,7 @@ def reference() -> str:
     for command in COMMANDS:
         lines += [f"## softprompt {command}", "", "```text", help_text(command), "```", ""]
     lines += ["## Each method's own options (`softprompt train --method NAME`)", ""]
-    for name in [*METHODS, *BASELINES]:
+    for name in all_methods():
         lines += method_options(name)
     lines += ["## Each optimizer's own options (`softprompt train --optimizer NAME`)", ""]
     for name in OPTIMIZERS:

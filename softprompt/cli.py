@@ -1,4 +1,4 @@
-"""softprompt train | eval | generate | serve | export | import | list"""
+"""softprompt train | eval | generate | classify | serve | export | import | list"""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from .backbones.loading import DEFAULT_MODEL, EMBEDDED_MODELS
+from .backbones.loading import DEFAULT_MODEL, EMBEDDED_MODELS, IMAGE_SIZES
 from .configs import add_options, checked, given, read_yaml
 from .errors import SoftPromptError
-from .methods import BASELINES, METHODS, method_class
-from .tasks import TASKS, FileTaskOptions
+from .methods import BASELINES, METHODS, VISION_BASELINES, VISION_METHODS, all_methods, method_class
+from .tasks import IMAGE_TASK_DESCRIPTION, IMAGE_TASKS, TASKS, FileTaskOptions
 from .training import TrainConfig
 from .training.optimizers import OPTIMIZERS, optimizer_class
 
@@ -121,6 +121,20 @@ def _generate(argv: list[str]) -> None:
         print(output)
 
 
+def _classify(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="softprompt classify", description="Label inputs with a trained prompt: one JSON "
+                                     "line per input with its label and every label's probability.")
+    parser.add_argument("prompt", help="a prompt file trained on a classification task")
+    parser.add_argument("inputs", nargs="+", help="texts formatted as in training; image files for a prompt on a ViT")
+    _add_placement(parser)
+    args = parser.parse_args(argv)
+    from .tuned import load_prompt
+
+    prompt = load_prompt(args.prompt, device=args.device, dtype=args.dtype)
+    for item, result in zip(args.inputs, prompt.classify(args.inputs)):
+        print(json.dumps({"input": item, **result}))
+
+
 def _serve(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="softprompt serve", description="Serve every prompt file in a directory over HTTP "
                                      "(OpenAI-compatible completions and chat, /v1/classify, /metrics), with continuous batching "
@@ -195,26 +209,30 @@ def _import(argv: list[str]) -> None:
 
 def _list(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="softprompt list", description="Show methods, models and tasks.").parse_args(argv)
-    print("methods:")
-    width = max(map(len, [*METHODS, *TASKS]))
-    for name, cls in METHODS.items():
-        print(f"  {name:{width}} {cls.description}\n  {'':{width}} paper: {cls.paper}")
-    print("baselines (--method; they change the model instead of prompting it):")
-    for name, cls in BASELINES.items():
-        print(f"  {name:{width}} {cls.description}\n  {'':{width}} paper: {cls.paper}")
+    width = max(map(len, [*all_methods(), *TASKS, *IMAGE_TASKS]))
+    sections = [("methods:", METHODS), ("baselines (--method; they change the model instead of prompting it):", BASELINES),
+                ("vision methods (on a ViT: --model dinov2-s or dinov2-s-112; lora runs there too):", VISION_METHODS),
+                ("vision baselines:", VISION_BASELINES)]
+    for title, registry in sections:
+        print(title)
+        for name, cls in registry.items():
+            print(f"  {name:{width}} {cls.description}\n  {'':{width}} paper: {cls.paper}")
     print("optimizers (--optimizer):")
     for name, cls in OPTIMIZERS.items():
         print(f"  {name:{width}} {cls.description}")
     print("models (embedded; also any local folder or hub id):")
     for name in EMBEDDED_MODELS:
-        print(f"  {name}{'  (default)' if name == DEFAULT_MODEL else ''}")
-    print("tasks (built-in; also any .jsonl/.csv file):")
+        size = f"  (vision, {IMAGE_SIZES[name]} px images)" if name in IMAGE_SIZES else ""
+        print(f"  {name}{'  (default)' if name == DEFAULT_MODEL else ''}{size}")
+    print("tasks (built-in; also any .jsonl/.csv file, or a folder with one sub-folder of images per class):")
     for name, spec in TASKS.items():
         print(f"  {name:{width}} {spec.description}")
+    for name in IMAGE_TASKS:
+        print(f"  {name:{width}} {IMAGE_TASK_DESCRIPTION} {IMAGE_TASKS[name]} train images per class.")
 
 
-COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "serve": _serve, "export": _export, "import": _import,
-            "list": _list}
+COMMANDS = {"train": _train, "eval": _eval, "generate": _generate, "classify": _classify, "serve": _serve, "export": _export,
+            "import": _import, "list": _list}
 
 
 def main(argv: list[str] | None = None) -> int:

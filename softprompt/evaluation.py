@@ -8,9 +8,10 @@ import torch
 
 from .backbones import FrozenModel
 from .errors import SoftPromptError
-from .runtime.batching import Encoded, bucketed_batches, encode
+from .runtime.batching import Encoded, bucketed_batches
 from .runtime.generation import generate_ids
-from .runtime.scoring import choice_scores, no_prompt
+from .runtime.kinds import kind_of
+from .runtime.scoring import no_prompt
 from .tasks import Task
 
 
@@ -21,7 +22,7 @@ def evaluate(base: FrozenModel, prompt_fn, task: Task, batch_size: int = 16, max
     "correct": one '1' or '0' per test row, in order (what a paired test of two prompts compares)."""
     if not (isinstance(batch_size, int) and batch_size >= 1 and isinstance(max_length, int) and max_length >= 1):
         raise SoftPromptError(f"batch_size and max_length must be integers >= 1, got {batch_size!r} and {max_length!r}")
-    encoded = encode(base, task.test, max_length)
+    encoded = kind_of(base).encode(base, task.test, max_length)
     judge = choice_correctness if task.test[0].is_choice else exact_match_correctness
     correct = judge(base, prompt_fn, encoded, task, batch_size, features, progress)
     metrics = {"accuracy" if task.test[0].is_choice else "exact_match": sum(correct) / len(correct)}
@@ -45,11 +46,11 @@ def accuracy(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, b
 def choice_correctness(base: FrozenModel, prompt_fn, encoded: list[Encoded], task: Task, batch_size: int,
                        features: torch.Tensor | None = None, progress=None) -> list[bool]:
     """Per example, in order: is its highest-scoring choice the true one? (Batches go by length.)"""
-    correct = [False] * len(encoded)
-    for batch in bucketed_batches([len(e.context) for e in encoded], batch_size, 0, 0, shuffle=False):
+    correct, kind = [False] * len(encoded), kind_of(base)
+    for batch in bucketed_batches([kind.eval_length(e) for e in encoded], batch_size, 0, 0, shuffle=False):
         items = [encoded[i] for i in batch]
         batch_features = features[[e.index for e in items]] if features is not None else None
-        scores = choice_scores(base, prompt_fn, items, task.length_normalized, batch_features)
+        scores = kind.choice_scores(base, prompt_fn, items, task.length_normalized, batch_features)
         for row, prediction in zip(batch, scores.argmax(-1).tolist()):
             correct[row] = prediction == encoded[row].label
         if progress is not None:

@@ -9,12 +9,10 @@ from .backbones import FrozenModel, load_model
 from .errors import SoftPromptError
 from .evaluation import evaluate
 from .methods import PromptMethod, build_method
-from .runtime.batching import encode
-from .runtime.generation import generate_text
+from .runtime.kinds import check_texts, kind_of
 from .runtime.prefix_cache import inference_prompt
-from .runtime.scoring import choice_scores
 from .storage import read_tensors, save_tensors
-from .tasks import Example, Task
+from .tasks import Task
 
 
 @dataclass
@@ -42,14 +40,16 @@ class TunedPrompt:
         with torch.no_grad():
             return self.method.instance_features(self.base, texts)
 
-    def classify(self, texts: list[str]) -> list[dict]:
-        """For each text (formatted as in training), the most likely label word and every label's probability."""
-        _check_texts(texts)
-        labels = self.label_words()
+    def classify(self, inputs: list) -> list[dict]:
+        """For each input, the most likely label word and every label's probability. Inputs are texts formatted as in
+        training; on a ViT, images (file paths, encoded bytes, PIL images or uint8 arrays)."""
+        kind, labels = kind_of(self.base), self.label_words()
+        examples = kind.as_examples(inputs, labels)
         self.method.eval()
-        encoded = encode(self.base, [_as_example(t, labels) for t in texts], self.info.get("max_length", 512))
+        encoded = kind.encode(self.base, examples, self.info.get("max_length", 512))
         with torch.no_grad():
-            scores = choice_scores(self.base, self, encoded, self.info.get("length_normalized", False), self.features(texts))
+            scores = kind.choice_scores(self.base, self, encoded, self.info.get("length_normalized", False),
+                                        self.features([e.text for e in examples]))
         probabilities = torch.softmax(scores, -1)
         return [{"label": labels[int(p.argmax())].strip(), "probabilities": {l.strip(): float(v) for l, v in zip(labels, p)}}
                 for p in probabilities]
@@ -63,7 +63,10 @@ class TunedPrompt:
         return labels
 
     def generate(self, texts: list[str], max_new_tokens: int = 64, temperature: float = 0.0) -> list[str]:
-        _check_texts(texts)
+        generate_text = kind_of(self.base).generate
+        if generate_text is None:
+            raise SoftPromptError(f"{self.base.name} is a {self.base.kind} backbone: it classifies, it does not generate text")
+        check_texts(texts)
         self.method.eval()
         return generate_text(self.base, self, texts, max_new_tokens=max_new_tokens, temperature=temperature,
                              features=self.features(texts))
@@ -71,18 +74,6 @@ class TunedPrompt:
     def evaluate(self, task: Task, batch_size: int = 16, max_length: int = 256) -> dict:
         self.method.eval()
         return evaluate(self.base, self, task, batch_size, max_length, self.features([e.text for e in task.test]))
-
-
-def _check_texts(texts) -> None:
-    if not isinstance(texts, (list, tuple)) or not texts:
-        raise SoftPromptError(f"expected a non-empty list of texts, got {type(texts).__name__} {texts!r:.60}")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise SoftPromptError(f"text {index} must be a non-empty string, got {text!r:.60}")
-
-
-def _as_example(text: str, labels: list[str]) -> Example:
-    return Example(text, tuple(labels), 0)
 
 
 def load_prompt(path, model: FrozenModel | None = None, device: str = "auto", dtype: str = "auto") -> TunedPrompt:

@@ -25,7 +25,7 @@ from softprompt.runtime.remote import SCORE_PATH, encode_prompts
 from softprompt.serving.app import create_app
 from softprompt.cli import main
 from softprompt.storage import save_tensors
-from softprompt.methods import BASELINES, METHODS, build_method
+from softprompt.methods import all_methods, build_method
 from softprompt.training.optimizers import OPTIMIZERS
 from softprompt.backbones import FrozenModel
 from softprompt.tasks import Example, Task, load_task
@@ -219,10 +219,10 @@ def with_value(value: float):
 GOOD = ((" negative", " positive"), 1)
 CASES = [
     # --- the command line: names, types and ranges (refused before any model loads) ---
-    ("cli unknown command", nothing, cli("fly"), r"usage: softprompt \{train\|eval\|generate\|serve\|export\|import\|list\}"),
+    ("cli unknown command", nothing, cli("fly"), r"usage: softprompt \{train\|eval\|generate\|classify\|serve\|export\|import\|list\}"),
     ("cli unknown task", nothing, cli("train", "--task", "sst3"), r"unknown task 'sst3'; choose one of: .*sst2"),
     ("cli unknown method", nothing, cli("train", "--method", "magic"),
-     rf"unknown method 'magic'; choose one of: {', '.join(sorted({**METHODS, **BASELINES}))}$"),
+     rf"unknown method 'magic'; choose one of: {', '.join(sorted(all_methods()))}$"),
     ("cli unknown optimizer", nothing, cli("train", "--optimizer", "lbfgs"), rf"unknown optimizer 'lbfgs'; choose one of: {', '.join(sorted(OPTIMIZERS))}$"),
     ("cli unknown model", nothing, cli("train", "--model", "no-such-model"), r"unknown model 'no-such-model'; choose one of: .*smollm2-135m"),
     ("cli eval needs a task", nothing, cli("eval"), r"--task is required"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from softprompt.cli import main
-from softprompt.methods import BASELINES, METHODS
+from softprompt.methods import BASELINES, METHODS, all_methods
 from softprompt.training.optimizers import OPTIMIZERS
 
 
@@ -19,7 +19,7 @@ def test_list_shows_methods_models_and_tasks(capsys):
     assert code == 0
     for name in (*METHODS, *BASELINES, *OPTIMIZERS, "smollm2-135m", "minilm-l6", "sst2", "gsm8k"):
         assert name in out
-    assert out.count("paper:") == len(METHODS) + len(BASELINES)
+    assert out.count("paper:") == len(all_methods())
     lines = out.splitlines()
     methods = {**METHODS, **BASELINES}.values()
     columns = {line.index(cls.description) for cls in methods for line in lines if line.endswith(cls.description)}

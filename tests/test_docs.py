@@ -6,9 +6,9 @@ interpreter. A block whose first line is `# file: NAME` is written to NAME inste
 shown in the docs). A block right after `<!-- docs-test: skip (why) -->` is not run; the test warns
 with the reason, so skipping is never silent.
 
-The docs use the embedded default model; here SOFTPROMPT_HOME points at a folder where that name holds
-the tiny random Llama, so the commands and APIs run exactly as written but fast (the numbers they print
-mean nothing).
+The docs use the embedded models; here SOFTPROMPT_HOME points at a folder where smollm2-135m holds the tiny
+random Llama and dinov2-s the tiny random DINOv2, so the commands and APIs run exactly as written but fast (the
+numbers they print mean nothing). A page that uses Fashion-MNIST is skipped where the dataset is not installed.
 """
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import Dinov2Config, Dinov2Model
 
-from softprompt.methods import BASELINES, METHODS
+from softprompt.methods import all_methods
 
 from softprompt.backbones import weights_fingerprint
 
 from softprompt.backbones.loading import FINGERPRINT_FILE
+from softprompt.tasks import fashion_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -56,12 +59,16 @@ def stand_in_home(tmp_path_factory, tiny_model_dir, tiny_base):
     folder = home / "models" / "smollm2-135m"
     shutil.copytree(tiny_model_dir, folder)
     (folder / FINGERPRINT_FILE).write_text(weights_fingerprint(tiny_base.model))
+    torch.manual_seed(0)  # dinov2-s: a tiny random DINOv2 with the real 14 px patches (64 of them at 112 px)
+    vit = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, patch_size=14)).eval()
+    vit.save_pretrained(home / "models" / "dinov2-s")
+    (home / "models" / "dinov2-s" / FINGERPRINT_FILE).write_text(weights_fingerprint(vit))
     return home
 
 
 def test_the_docs_have_pages_and_runnable_blocks():
     assert {"quickstart.md", "cli.md", "peft.md", "distributed.md"} <= {p.name for p in pages()}
-    assert {p.stem for p in (DOCS / "methods").glob("*.md")} >= {*METHODS, *BASELINES}  # a page per registered method
+    assert {p.stem for p in (DOCS / "methods").glob("*.md")} >= set(all_methods())  # a page per registered method
     assert sum(RUN.get(language) is not None for page in pages() for _, language, _, _ in blocks(page)) >= 15
 
 
@@ -69,6 +76,8 @@ def test_the_docs_have_pages_and_runnable_blocks():
 def test_every_code_block_of_the_page_runs(page, tmp_path, stand_in_home):
     env = {**os.environ, "SOFTPROMPT_HOME": str(stand_in_home), "OMP_NUM_THREADS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    if "fashion-mnist" in page.read_text() and not fashion_mnist.installed():
+        pytest.skip(f"{page.name} uses Fashion-MNIST: the tasks {fashion_mnist.INSTALL}")
     for line, language, code, skip in blocks(page):
         where = f"{page.relative_to(ROOT)}:{line}"
         if skip:

@@ -2,7 +2,7 @@
 without running it, and a numerical fault stops the run leaving the last good checkpoint byte-identical."""
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import io
 import json
 import re
@@ -17,9 +17,9 @@ import torch
 from softprompt.tuned import load_prompt
 from softprompt.errors import SoftPromptError
 from softprompt.storage import read_checkpoint, read_tensors
+from softprompt.runtime.kinds import KINDS
 from softprompt.training import TrainConfig, train
 
-training = importlib.import_module("softprompt.training.trainer")
 STEPS, KILL_AFTER = 40, 3  # the kill lands after step 3, well before step 40 (a tiny step takes ~50 ms)
 
 
@@ -142,8 +142,8 @@ def test_numerical_fault_stops_and_keeps_the_last_checkpoint_byte_identical(tmp_
                 loss = loss * float(fault.split()[0])
         return loss, tokens
 
-    real_loss = training.choice_loss
-    monkeypatch.setattr(training, "choice_loss", faulty_loss)
+    real_loss = KINDS["text"].choice_loss
+    monkeypatch.setitem(KINDS, "text", dataclasses.replace(KINDS["text"], choice_loss=faulty_loss))
     config = TrainConfig(task=str(reviews_file), output_dir=str(checkpoint.parent), batch_size=2, max_steps=5, checkpoint_every=1,
                          zero_shot=False, method_options={"num_virtual_tokens": 4})
     expected = rf"{message}; stopping, the last good checkpoint \({re.escape(str(checkpoint))}\) is untouched"

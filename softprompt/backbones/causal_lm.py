@@ -3,13 +3,13 @@ a method's `Injection` (virtual tokens, per-layer keys/values, an input update, 
 from __future__ import annotations
 
 import functools
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from .hooks import injection_hooks
 from .injection import BatchInputs, Injection
 
 if TYPE_CHECKING:  # importing transformers' models loads accelerate: only where a model is really run
@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # importing transformers' models loads accelerate: only where
 class FrozenModel:
     """A frozen model, its tokenizer, and what a prompt needs to know about it."""
 
+    kind: ClassVar[str] = "text"
+    """What the backbone reads and how its answers are scored (runtime/kinds.py): a causal LM scores answer tokens."""
     name: str
     model: "PreTrainedModel"
     tokenizer: object
@@ -153,7 +155,7 @@ positions) and the full attention mask over prompt + text, which decoding extend
         prefix_mask = injection.key_values_mask if injection.key_values_mask is not None else mask.new_ones(batch, cached)
         mask = torch.cat([prefix_mask.to(mask.dtype), mask], dim=1)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, cached:]  # (B, m_embeds + T)
-    with _hooks(base, injection):
+    with injection_hooks(base, injection):
         output = base.model(
             inputs_embeds=embeds,
             attention_mask=mask,
@@ -191,53 +193,3 @@ def prefix_key_values(base: FrozenModel, prefix: Injection) -> list[tuple[torch.
     empty = BatchInputs(nothing, nothing, base.embed(nothing))
     output, _ = prompted_forward(base, prefix, empty, logits_to_keep=1, use_cache=True)
     return [(layer.keys, layer.values) for layer in output.past_key_values.layers]
-
-
-@contextmanager
-def _hooks(base: FrozenModel, injection: Injection):
-    """The injection's layer hooks and weight updates, for one pass. With gradient checkpointing the backward
-    pass runs the blocks again, so the hooks must still be there: they are kept until the next pass."""
-    handles = _layer_hooks(base, injection.before_layer) + _weight_hooks(base, injection.weight_updates)
-    try:
-        yield
-    finally:
-        if handles and base.checkpointing and torch.is_grad_enabled():
-            base._pending_hooks.extend(handles)
-        else:
-            for handle in handles:
-                handle.remove()
-
-
-@contextmanager
-def weight_hooks(base: FrozenModel, updates: dict | None):
-    """A method's weight updates (see Injection) for the passes run inside the block: decoding steps."""
-    handles = _weight_hooks(base, updates)
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _weight_hooks(base: FrozenModel, updates: dict | None) -> list:
-    """Add `updates[path](input)` to the output of each named module."""
-    if not updates:
-        return []
-    modules = dict(base.model.named_modules())
-    return [modules[path].register_forward_hook(lambda module, args, output, update=update: output + update(args[0]))
-            for path, update in updates.items()]
-
-
-def _layer_hooks(base: FrozenModel, before_layer) -> list:
-    """Let `before_layer(i, hidden)` replace the hidden states entering each decoder layer."""
-    if before_layer is None:
-        return []
-
-    def hook_for(index):
-        def hook(module, args, kwargs):
-            if "hidden_states" in kwargs:
-                return args, {**kwargs, "hidden_states": before_layer(index, kwargs["hidden_states"])}
-            return (before_layer(index, args[0]), *args[1:]), kwargs
-        return hook
-
-    return [layer.register_forward_pre_hook(hook_for(i), with_kwargs=True) for i, layer in enumerate(base.layers)]

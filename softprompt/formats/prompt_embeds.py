@@ -22,6 +22,8 @@ def prompt_embeds(prompt: TunedPrompt, text: str) -> torch.Tensor:
     """The (m + T, d) embeddings the frozen model reads for `text` under `prompt`: the prompt's m vectors,
     then the text's T token embeddings (with any per-input update, as DePT's), exactly what our model feeds
     its first layer. Instance-dependent input-level prompts (LoPA, IDPG, PT-MoE) are computed for this text."""
+    if prompt.base.kind != "text":
+        raise SoftPromptError(f"{prompt.base.name} is a ViT: prompt_embeds feeds text engines (vLLM, SGLang)")
     if not prompt.method.injects <= INPUT_LEVEL:
         raise SoftPromptError(f"a {prompt.method.name!r} prompt acts inside the model's layers; prompt_embeds can only carry "
                               f"prompts read before the text ({', '.join(input_level_methods())})")

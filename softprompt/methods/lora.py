@@ -10,11 +10,11 @@ from torch import nn
 
 from ..backbones import BatchInputs, FrozenModel, Injection
 from ..errors import SoftPromptError
-from .base import MethodConfig, PromptMethod
+from .base import HEAD_LEARNING_RATE, ClassifierConfig, PromptMethod
 
 
 @dataclass
-class LoraConfig(MethodConfig):
+class LoraConfig(ClassifierConfig):
     rank: int = 8
     """Rank r of each update B A."""
     alpha: float = 16.0
@@ -24,6 +24,8 @@ class LoraConfig(MethodConfig):
     default for the model's family (q_proj,v_proj for Llama-likes, c_attn for GPT-2, query_key_value for Falcon
     and GPT-NeoX), else the first of q_proj,v_proj / qkv_proj the model has."""
     learning_rate: float = 1e-3
+    head_learning_rate: float = HEAD_LEARNING_RATE
+    """On a ViT: learning rate of the classifier head on the CLS state (unused on text models)."""
 
 
 class LowRankAdaptation(PromptMethod):
@@ -38,6 +40,7 @@ class LowRankAdaptation(PromptMethod):
     paper = "Hu et al. LoRA: Low-Rank Adaptation of Large Language Models. ICLR 2022"
     config_class = LoraConfig
     injects = frozenset({"weight_updates"})
+    kinds = frozenset({"text", "vision"})  # on a ViT it also trains the classifier head every method there has
 
     def __init__(self, config: LoraConfig, base: FrozenModel):
         super().__init__(config, base)
@@ -59,12 +62,15 @@ class LowRankAdaptation(PromptMethod):
     def prompt_length(self) -> int:
         return 0  # nothing is added before the text
 
+    def initialize(self, base: FrozenModel, task) -> None:
+        self.fit_head(base, task)
+
     def forward(self, inputs: BatchInputs) -> Injection:
         scale = self.config.alpha / self.config.rank
 
         def update(key: str):
             return lambda x: scale * (x @ self.down[key].T.to(x.dtype)) @ self.up[key].T.to(x.dtype)
-        return Injection(weight_updates={path: update(path.replace(".", "/")) for path in self.targets})
+        return Injection(weight_updates={path: update(path.replace(".", "/")) for path in self.targets}, head=self.head)
 
 
 FALLBACK_TARGETS = ("q_proj,v_proj", "qkv_proj")

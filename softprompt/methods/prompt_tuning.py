@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -47,11 +48,12 @@ class PromptTuning(PromptMethod):
     description = "m trainable input embeddings before the text (init: text, vocab or random)"
     paper = "Lester, Al-Rfou, Constant. The Power of Scale for Parameter-Efficient Prompt Tuning. EMNLP 2021"
     config_class = PromptTuningConfig
+    inits: ClassVar[tuple[str, ...]] = INITS
 
     def __init__(self, config: PromptTuningConfig, base: FrozenModel):
         super().__init__(config, base)
-        if config.init not in INITS:
-            raise unknown_choice("init", config.init, INITS)
+        if config.init not in self.inits:
+            raise unknown_choice("init", config.init, self.inits)
         self.embeddings = nn.Parameter(torch.zeros(config.num_virtual_tokens, base.embedding_size))  # (m, d)
 
     def initialize(self, base: FrozenModel, task) -> None:

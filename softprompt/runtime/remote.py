@@ -71,6 +71,7 @@ class RemoteModel:
     embedding_std: float
     limits: dict  # max_candidates, max_inputs, max_prompt_tokens, max_body_bytes
 
+    kind = "text"  # scored by its answers' log-probabilities (runtime/kinds.py), on the server
     device = torch.device("cpu")  # where the client's tensors (the prompt, the scores) live
     dtype = torch.float32
 

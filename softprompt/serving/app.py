@@ -33,6 +33,10 @@ def create_app(base: FrozenModel, prompts_dir, max_batch_size: int = 32, max_wai
                request_timeout_s: float = 60.0, max_body_bytes: int = 1_000_000, api_keys: list[str] | None = None,
                blackbox: bool = False, scheduler_class: type[Scheduler] = Scheduler) -> FastAPI:
     """The app; `scheduler_class` lets a benchmark put a baseline scheduling policy in its place."""
+    if base.kind == "vision":  # a ViT classifies images: its own small app
+        from .images import create_image_app
+
+        return create_image_app(base, prompts_dir, request_timeout_s)
     metrics = Metrics()
     scheduler = scheduler_class(base, max_batch_size, max_wait_ms, metrics)
     metrics.watch(scheduler, PREFIX_CACHE)

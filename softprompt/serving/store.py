@@ -19,11 +19,12 @@ class UnknownModel(SoftPromptError):
 
 
 class PromptStore:
-    def __init__(self, directory: str | Path, base: FrozenModel):
+    def __init__(self, directory: str | Path, base: FrozenModel, shares_batches: bool = True):
         self.directory = Path(directory).resolve()
         if not self.directory.is_dir():
             raise SoftPromptError(f"prompts directory {str(directory)!r} does not exist")
         self.base = base
+        self.shares_batches = shares_batches  # prompts run together in mixed batches: none may change the weights
         self._loaded: dict[str, tuple[int, TunedPrompt, int]] = {}  # name -> (file mtime_ns, prompt, its length)
         self._lock = threading.Lock()
 
@@ -50,7 +51,7 @@ class PromptStore:
             loaded = self._loaded.get(name)
             if loaded is None or loaded[0] != mtime:
                 prompt = load_prompt(path, self.base)
-                if "weight_updates" in prompt.method.injects:  # it would change every row of a shared batch
+                if self.shares_batches and "weight_updates" in prompt.method.injects:  # it would change every row of a shared batch
                     raise SoftPromptError(f"model {name!r} is a {prompt.method.name!r} file: it changes the model's weights, "
                                           "so it cannot be served beside other prompts in mixed batches")
                 loaded = (mtime, prompt, prompt.method.prompt_length())

@@ -82,7 +82,7 @@ def _test_metrics(trainer: Trainer, part: TaskData) -> dict:
         scored = TunedPrompt(trainer.base, part.method, {})
         metrics = evaluate(trainer.base, scored, task, config.eval_batch_size, config.max_length, trainer.features(task.test), bar,
                            per_example=True)  # each test row's outcome: what a paired comparison of two runs needs
-    if config.zero_shot:
+    if config.zero_shot and trainer.kind.zero_shot:  # a ViT alone has no answer to score
         with tqdm(total=len(task.test), desc=f"zero-shot {task.name}", unit="ex", disable=quiet) as bar:
             bare = evaluate(trainer.base, no_prompt, task, config.eval_batch_size, config.max_length, None, bar, per_example=True)
         metrics.update({f"zero_shot_{k}": v for k, v in bare.items()})

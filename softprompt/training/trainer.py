@@ -19,11 +19,11 @@ from ..configs import from_options
 from ..errors import SoftPromptError, unknown_choice
 from ..evaluation import accuracy
 from ..methods import PromptMethod, build_method
-from ..runtime.batching import Encoded, bucketed_batches, encode
+from ..runtime.batching import Encoded, bucketed_batches
+from ..runtime.kinds import kind_of
 from ..runtime.population import Candidate, parameters_set_to, repeated, stackable, stacked_prompt
 from ..runtime.prefix_cache import inference_prompt
 from ..runtime.remote import connect
-from ..runtime.scoring import choice_loss, lm_loss
 from ..tasks import FileTaskOptions, Task, load_task, seeded_carve
 from . import checkpoints
 from .config import TrainConfig
@@ -77,6 +77,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.method = build_method(config.method, self.base, config.method_options)
         self.method.initialize(self.base, self.task)
+        self.kind = kind_of(self.base)  # how this backbone's examples are encoded, batched and scored
         self.parts = [self._task_data(task) for task in self.task.subtasks()]
         self.batches_per_epoch = sum(math.ceil(len(p.train_set) / config.batch_size) for p in self.parts)
         steps_per_epoch = math.ceil(self.batches_per_epoch / config.gradient_accumulation)
@@ -91,16 +92,16 @@ class Trainer:
                                   f"number of processes ({self.accelerator.num_processes})")
 
     def _task_data(self, task: Task) -> TaskData:
-        loss_fn = lm_loss
+        loss_fn = self.kind.lm_loss
         if self.config.objective == "choice" and task.train[0].is_choice:
-            loss_fn = functools.partial(choice_loss, length_normalized=task.length_normalized)
+            loss_fn = functools.partial(self.kind.choice_loss, length_normalized=task.length_normalized)
         train, dev = split_dev(task, self.config.dev_size, self.config.seed)
         return TaskData(task, self.method.for_task(task.name), loss_fn, *self._prepare(train), *self._prepare(dev))
 
     def _prepare(self, examples: list) -> tuple[list[Encoded], torch.Tensor | None]:
         if not examples:
             return [], None
-        return encode(self.base, examples, self.config.max_length), self.features(examples)
+        return self.kind.encode(self.base, examples, self.config.max_length), self.features(examples)
 
     def features(self, examples: list) -> torch.Tensor | None:
         with torch.no_grad():  # frozen encoders run once per example, not once per step
@@ -110,7 +111,7 @@ class Trainer:
         """(task number, example indices) for every batch of this epoch. A batch holds one task's examples;
         the tasks' batches are interleaved in a seeded order, a pure function of (seed, epoch)."""
         batches = [(k, batch) for k, part in enumerate(self.parts)
-                   for batch in bucketed_batches([len(e.context) + len(e.target) for e in part.train_set],
+                   for batch in bucketed_batches([self.kind.train_length(e) for e in part.train_set],
                                                  self.config.batch_size, self.config.seed, self.epoch)]
         if len(self.parts) == 1:
             return batches
@@ -130,7 +131,7 @@ class Trainer:
             if part.dev_set[0].label is not None:
                 score = accuracy(self.base, prompt_fn, part.dev_set, part.task, self.config.eval_batch_size, part.dev_features)
             else:  # generation: lower dev loss is better; generating the dev set every epoch costs too much
-                score = -lm_loss(self.base, prompt_fn, part.dev_set, part.dev_features)[0].item()
+                score = -self.kind.lm_loss(self.base, prompt_fn, part.dev_set, part.dev_features)[0].item()
         self.method.train()
         return score
 
