@@ -9,13 +9,14 @@ import json
 import pytest
 import torch
 
+from softprompt.runtime.kinds import KINDS
 from softprompt.configs import field_docs
 from softprompt.errors import SoftPromptError
 from softprompt.methods import BASELINES, METHODS
 from softprompt.runtime import scoring
 from softprompt.tasks import FileTaskOptions
 from softprompt.training import TrainConfig, train
-from softprompt.training import sharpzo, trainer as trainer_module
+from softprompt.training import sharpzo
 from softprompt.training.optimizers import OPTIMIZERS
 from softprompt.training.trainer import StepBatches, Trainer
 from softprompt.training.zeroth_order import ZeroOrderSGD
@@ -33,8 +34,9 @@ def config(tmp_path, task, optimizer, **overrides):
 @pytest.mark.parametrize("optimizer", list(SMALL))
 def test_a_forward_only_run_writes_what_an_adamw_run_does_and_never_builds_a_graph(tmp_path, tiny_base, reviews_file, monkeypatch, optimizer):
     grad_modes = []
-    real_loss = trainer_module.choice_loss
-    monkeypatch.setattr(trainer_module, "choice_loss", lambda *a, **k: grad_modes.append(torch.is_grad_enabled()) or real_loss(*a, **k))
+    real_loss = KINDS["text"].choice_loss  # what the trainer calls for a text task's choices
+    monkeypatch.setitem(KINDS, "text", dataclasses.replace(
+        KINDS["text"], choice_loss=lambda *a, **k: grad_modes.append(torch.is_grad_enabled()) or real_loss(*a, **k)))
     result = train(config(tmp_path, reviews_file, optimizer), base=tiny_base)
     assert {p.name for p in result.output_dir.iterdir()} >= {"prompt.safetensors", "metrics.jsonl", "curves.png", "checkpoint.pt",
                                                              "train_config.yaml", "README.md"}

@@ -42,9 +42,7 @@ class CapsulePromptTuning(PromptMethod):
     def __init__(self, config: CaptConfig, base: FrozenModel):
         super().__init__(config, base)
         self.task_vectors = nn.Parameter(torch.zeros(base.num_layers, base.hidden_size))  # p: (L, d)
-        sink = base.tokenizer.bos_token_id if base.tokenizer.bos_token_id is not None else base.tokenizer.eos_token_id
-        with torch.no_grad():  # a frozen token of the model's own, not a parameter: kept out of the prompt file
-            self.register_buffer("sink", base.embed(torch.tensor([sink])).float() if config.sink_token else None, persistent=False)
+        self.register_buffer("sink", _sink_embedding(base) if config.sink_token else None, persistent=False)
 
     def prompt_length(self) -> int:
         return 2 if self.config.sink_token else 1  # [sink;] capsule
@@ -67,3 +65,11 @@ class CapsulePromptTuning(PromptMethod):
         if self.sink is not None:
             slots.insert(0, self.sink.to(inputs.input_embeds.dtype).expand(batch, 1, width))
         return Injection(embeds=torch.cat(slots, dim=1), before_layer=capsule)
+
+
+@torch.no_grad()
+def _sink_embedding(base: FrozenModel) -> torch.Tensor:
+    """(1, d) the embedding of the tokenizer's BOS token (EOS where it has none): a frozen token of the model's
+    own, kept out of the prompt file."""
+    token = base.tokenizer.bos_token_id if base.tokenizer.bos_token_id is not None else base.tokenizer.eos_token_id
+    return base.embed(torch.tensor([token])).float()
