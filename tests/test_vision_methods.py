@@ -143,3 +143,22 @@ def test_full_finetune_covers_every_linear_and_norm_weight(tiny_vit, vision_trai
     assert frozen - tuned == {"embeddings.cls_token", "embeddings.mask_token", "embeddings.position_embeddings",
                               "embeddings.patch_embeddings.projection.weight", "embeddings.patch_embeddings.projection.bias",
                               *(f"encoder.layer.{i}.layer_scale{j}.lambda1" for i in range(tiny_vit.num_layers) for j in (1, 2))}
+
+
+def test_gradient_checkpointing_keeps_a_deep_prompt_s_gradients(tiny_vit, tiny_image_task, vision_trained_like):
+    batch = encode_images(tiny_vit, tiny_image_task.train[:4])
+
+    def gradients():
+        method = vision_trained_like("vpt-deep").train()
+        class_loss(tiny_vit, method, batch)[0].backward()
+        tiny_vit.release_hooks()
+        return {name: p.grad for name, p in method.named_parameters()}
+
+    plain = gradients()
+    tiny_vit.enable_checkpointing()
+    try:
+        recomputed = gradients()
+    finally:
+        tiny_vit.disable_checkpointing()
+    for name in plain:
+        torch.testing.assert_close(recomputed[name], plain[name], atol=1e-6, rtol=1e-5)

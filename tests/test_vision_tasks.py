@@ -26,6 +26,7 @@ def test_the_few_shot_carves_are_balanced_nested_and_fixed():
     assert len(ten.test) == 2000 and [e.text for e in ten.test] == [e.text for e in hundred.test]
     assert ten.train[0].image.shape == (28, 28) and ten.label_words[0] == "T-shirt/top"
     assert "10 train images per class" in ten.split_note and "2000 of the 10,000 test images" in ten.split_note
+    assert [e.text for e in load_task("fashion-mnist").train] == [e.text for e in ten.train]  # the default: 10 shots
 
 
 def test_the_carve_takes_the_first_of_each_class_in_a_seeded_permutation():

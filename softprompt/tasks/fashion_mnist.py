@@ -1,6 +1,6 @@
 """Fashion-MNIST few-shot tasks, read from the IDX files of the Debian package `dataset-fashion-mnist`.
 
-fashion-mnist-K trains on K images per class, the first K of each class in a numpy default_rng(0) permutation of
+fashion-mnist-K trains on K images per class (plain fashion-mnist: 10), the first K of each class in a numpy default_rng(0) permutation of
 the 60,000 training images (so the 10-shot set is inside the 100-shot one), and tests on a fixed 2,000 of the
 10,000 test images (the first 2,000 of a default_rng(0) permutation). The carves never change with a run's seed.
 """
@@ -20,7 +20,7 @@ FOLDER = Path("/usr/share/datasets/fashion-mnist")
 FOLDER_VARIABLE = "SOFTPROMPT_FASHION_MNIST"
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 TEST_SIZE = 2000
-SHOTS = {"fashion-mnist-10": 10, "fashion-mnist-100": 100}
+SHOTS = {"fashion-mnist": 10, "fashion-mnist-10": 10, "fashion-mnist-100": 100}  # the plain name: the default, 10 shots
 DESCRIPTION = "Classify the 28x28 greyscale photo of a clothing item into one of 10 Fashion-MNIST classes."
 INSTALL = (f"needs the Debian package dataset-fashion-mnist: as root, apt-get install dataset-fashion-mnist; without "
            f"root, apt-get download dataset-fashion-mnist && dpkg-deb -x dataset-fashion-mnist_*.deb DIR, then set "
