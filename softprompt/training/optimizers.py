@@ -34,6 +34,10 @@ class AdamW(Optimizer):
         self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * total_steps), total_steps)
 
+    @classmethod
+    def steps_within(cls, options: dict, forward_passes: int) -> int:
+        return forward_passes // 3  # a forward and a backward pass
+
     def step(self, loss: Callable[[bool], float]) -> float:
         value = loss(True)
         norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
