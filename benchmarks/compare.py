@@ -43,6 +43,7 @@ from softprompt.configs import parse_options  # noqa: E402
 from softprompt.backbones import load_model  # noqa: E402
 from softprompt.errors import SoftPromptError  # noqa: E402
 from softprompt.methods import METHODS, method_class  # noqa: E402
+from softprompt.training.optimizers import optimizer_class  # noqa: E402
 from softprompt.storage import write_text_atomic  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
 
@@ -63,12 +64,7 @@ def versions() -> dict:
 
 def steps_within(optimizer: str, options: dict, adamw_steps: int) -> int:
     """The steps of `optimizer` (with its own options) that fit in the forward passes of `adamw_steps` AdamW steps."""
-    budget, population = 3 * adamw_steps, options.get("population", 20)  # a backward pass counts as two forward passes
-    per_step = {"zo-sgd": 2 * options.get("perturbations", 1), "cma-es": population}
-    if optimizer == "sharpzo":  # cma_steps of population + 2 passes, then two-point steps
-        warmup = options.get("cma_steps", 10)
-        return max(1, warmup + (budget - warmup * (population + 2)) // 2)
-    return max(1, budget // per_step.get(optimizer, 3))
+    return max(1, optimizer_class(optimizer).steps_within(options, 3 * adamw_steps))
 
 
 def run_method(method: str, tasks: list[str], seed: int, args, options: dict, learning_rate: float = 0.0,

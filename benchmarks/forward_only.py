@@ -54,6 +54,10 @@ def tune(args) -> None:
     """Dev accuracy (each epoch's and the last) and the last steps' loss of each option in TUNING."""
     from softprompt.training.trainer import Trainer
 
+    if not (args.results / "tuning" / "start.json").exists():  # where every run starts: the untrained prompt
+        with tempfile.TemporaryDirectory() as folder:
+            trainer = Trainer(config("zo-sgd", {}, 0, dev_size=100, output_dir=folder), base=args.base)
+            write_json(args.results / "tuning" / "start.json", {"dev_accuracy": trainer._dev_score()})
     for optimizer, grid in TUNING.items():
         for options in grid:
             path = args.results / "tuning" / f"{optimizer}@{'-'.join(f'{k}={v}' for k, v in options.items())}.json"

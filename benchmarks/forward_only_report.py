@@ -53,7 +53,10 @@ def accuracy_lines(cells: Path, results: Path) -> list[str]:
 def tuning_lines(results: Path) -> list[str]:
     lines = ["| optimizer | options | dev accuracy at each epoch's end (and the last step) | mean loss of the last 20 steps | forward passes |",
              "|---|---|---|---|---|"]
-    for path in sorted((results / "tuning").glob("*.json")):
+    start = results / "tuning" / "start.json"
+    if start.exists():
+        lines.append(f"| none: the untrained prompt |  | {100 * json.loads(start.read_text())['dev_accuracy']:.1f} |  | 0 |")
+    for path in sorted((results / "tuning").glob("*@*.json")):
         r = json.loads(path.read_text())
         lines.append(f"| {r['optimizer']} | {', '.join(f'{k}={v}' for k, v in r['options'].items())} | "
                      f"{', '.join(f'{100 * s:.1f}' for s in r['dev_accuracy'])} | {r['last_20_steps_loss']:.3f} | {r['forward_passes']} |")

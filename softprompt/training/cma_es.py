@@ -22,8 +22,9 @@ from .subspace import RandomSubspace
 class SubspaceConfig(OptimizerConfig):
     intrinsic_dim: int = 500
     """Size k of the searched subspace: the method's parameters are p0 + A z, z in R^k."""
-    population: int = 20
-    """Candidates CMA-ES scores per step, all on the step's batch."""
+    population: int = 10
+    """Candidates CMA-ES scores per step, all on the step's batch (10 scored better than BBT's 20 on an SST-2 dev
+    carve at 450 forward passes: benchmarks/results/forward_only.md)."""
     spread: float = 1.0
     """How far the first candidates lie from p0: the std of each entry of A z, in units of the embeddings' std."""
 
@@ -78,6 +79,10 @@ class CMAES(Optimizer):
         self.options = self.options(config.optimizer_options)
         self.subspace = RandomSubspace(method, base.embedding_std * self.options.spread, self.options.intrinsic_dim, config.seed)
         self.search = SeededCMA(self.options, config.seed)
+
+    @classmethod
+    def steps_within(cls, options: dict, forward_passes: int) -> int:
+        return forward_passes // cls.options(options).population
 
     def step(self, loss: StepLoss) -> float:
         points = self.search.ask()

@@ -65,6 +65,12 @@ class Optimizer(ABC):
         ...
 
     @classmethod
+    @abstractmethod
+    def steps_within(cls, options: dict, forward_passes: int) -> int:
+        """How many steps with these options fit in `forward_passes` forward passes of a batch (a backward pass
+        counted as two, as the trainer counts them): what comparing optimizers at equal cost needs."""
+
+    @classmethod
     def options(cls, values: dict) -> OptimizerConfig:
         """This optimizer's typed options from a plain dict, refusing keys it does not have."""
         return from_options(cls.config_class, values, f"optimizer {cls.name!r}")

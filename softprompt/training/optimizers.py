@@ -39,6 +39,10 @@ class AdamW(Optimizer):
         else:
             self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup, total_steps)
 
+    @classmethod
+    def steps_within(cls, options: dict, forward_passes: int) -> int:
+        return forward_passes // 3  # a forward and a backward pass
+
     def step(self, loss: Callable[[bool], float]) -> float:
         value = loss(True)
         norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)

@@ -64,6 +64,14 @@ class SharpZO(Optimizer):
         self.gradient_sum = torch.zeros_like(self.z)  # stage 2's estimates, summed for the mask's scores
         self.mask = torch.ones_like(self.z)
 
+    @classmethod
+    def steps_within(cls, options: dict, forward_passes: int) -> int:
+        settings = cls.options(options)
+        warm_up = settings.cma_steps * (settings.population + 2)
+        if forward_passes <= warm_up:
+            return forward_passes // (settings.population + 2)
+        return settings.cma_steps + (forward_passes - warm_up) // 2
+
     def step(self, loss: StepLoss) -> float:
         stage_one = self.steps < self.options.cma_steps
         value = self._sharpness_aware_cma(loss) if stage_one else self._sparse_zo(loss)

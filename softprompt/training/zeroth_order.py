@@ -50,6 +50,10 @@ class ZeroOrderSGD(Optimizer):
         self.lr = config.learning_rate or DEFAULT_LEARNING_RATE
         self.seeds = torch.Generator().manual_seed(config.seed)  # one seed per direction, drawn in order
 
+    @classmethod
+    def steps_within(cls, options: dict, forward_passes: int) -> int:
+        return forward_passes // (2 * cls.options(options).perturbations)
+
     def step(self, loss: StepLoss) -> float:
         eps, count = self.options.eps, self.options.perturbations
         seeds = torch.randint(2**62, (count,), generator=self.seeds).tolist()
