@@ -343,6 +343,8 @@ CASES = [
     ("cli population of one", nothing, cli("train", "--optimizer", "cma-es", "--population", "1"),
      r"need intrinsic_dim >= 1, population >= 2 and spread > 0, got 500, 1 and 1.0"),
     ("cli zero perturbation", nothing, cli("train", "--optimizer", "zo-sgd", "--eps", "0"), r"zo-sgd needs eps > 0 and perturbations >= 1"),
+    ("cli learning rate for cma-es", nothing, cli("train", "--optimizer", "cma-es", "--learning-rate", "0.1"),
+     r"optimizer 'cma-es' does not use learning_rate: it reads none of the schedule options; leave it out or pick another optimizer"),
     ("cli remote with adamw", nothing, cli("train", "--remote", "http://127.0.0.1:9"),
      r"--remote: 'adamw' back-propagates through the model, which stays on the server; use a forward-only optimizer \(zo-sgd, cma-es, sharpzo\)"),
     ("cli remote with a method it cannot serve", nothing, cli("train", "--remote", "http://127.0.0.1:9", "--optimizer", "cma-es", "--method", "idpg"),

@@ -17,6 +17,7 @@ from softprompt.runtime import scoring
 from softprompt.tasks import FileTaskOptions
 from softprompt.training import TrainConfig, train
 from softprompt.training import sharpzo
+from softprompt.training.optimizer_api import SCHEDULE_OPTIONS
 from softprompt.training.optimizers import OPTIMIZERS
 from softprompt.training.trainer import StepBatches, Trainer
 from softprompt.training.zeroth_order import ZeroOrderSGD
@@ -140,3 +141,18 @@ def test_no_optimizer_option_shares_a_name_with_another_option_of_the_command_li
         names = {f.name for f in dataclasses.fields(cls.config_class)}
         assert not names & others, f"{cls.name}: {names & others}"
         assert set(field_docs(cls.config_class)) == names  # every option documents itself in --help
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_a_schedule_option_the_optimizer_does_not_read_is_refused(optimizer):
+    changed = {"learning_rate": 0.5, "warmup_ratio": 0.5, "warmup_steps": 3, "lr_schedule": "constant", "weight_decay": 0.1,
+               "max_grad_norm": 2.0}
+    assert set(changed) == set(SCHEDULE_OPTIONS)
+    reads = OPTIMIZERS[optimizer].reads
+    for name, value in changed.items():
+        if name in reads:
+            assert getattr(TrainConfig(optimizer=optimizer, **{name: value}), name) == value
+        else:
+            with pytest.raises(SoftPromptError, match=f"optimizer '{optimizer}' does not use {name}"):
+                TrainConfig(optimizer=optimizer, **{name: value})
+    assert (optimizer == "adamw") == (reads == set(SCHEDULE_OPTIONS))

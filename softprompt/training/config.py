@@ -10,6 +10,7 @@ from ..configs import at_least, check_types
 from ..errors import SoftPromptError, unknown_choice
 from ..methods import method_class
 from ..tasks import FileTaskOptions
+from .optimizer_api import SCHEDULE_OPTIONS
 from .optimizers import OPTIMIZERS, optimizer_class
 
 OBJECTIVES = ("choice", "lm")
@@ -105,8 +106,20 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise unknown_choice("objective", self.objective, OBJECTIVES)
         optimizer_class(self.optimizer).options(self.optimizer_options)  # an unknown name or option is refused
+        self._check_schedule_options()
         if self.remote:
             self._check_remote()
+
+    def _check_schedule_options(self) -> None:
+        """An update option the optimizer has no use for is refused, not silently dropped."""
+        optimizer = optimizer_class(self.optimizer)
+        defaults = {f.name: f.default for f in fields(self)}
+        unused = [name for name in SCHEDULE_OPTIONS if name not in optimizer.reads and getattr(self, name) != defaults[name]]
+        if unused:
+            source = f" (set by preset {self.preset!r})" if self.preset else ""
+            raise SoftPromptError(f"optimizer {self.optimizer!r} does not use {', '.join(unused)}{source}: it reads "
+                                  f"{', '.join(sorted(optimizer.reads)) or 'none of the schedule options'}; leave "
+                                  f"{'them' if len(unused) > 1 else 'it'} out or pick another optimizer")
 
     def _check_remote(self) -> None:
         """A served model scores input-level prompts and gives no gradients: refuse what needs more, before connecting."""

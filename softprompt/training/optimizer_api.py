@@ -19,6 +19,10 @@ from ..configs import at_least, check_types, from_options
 from ..runtime.population import Candidate
 
 
+SCHEDULE_OPTIONS = ("learning_rate", "warmup_ratio", "warmup_steps", "lr_schedule", "weight_decay", "max_grad_norm")
+"""TrainConfig's options of how parameters are updated: an optimizer reads some of them (its `reads`)."""
+
+
 class NonFiniteUpdate(FloatingPointError):
     """The update would write NaN or inf into the parameters; nothing was changed."""
 
@@ -46,6 +50,7 @@ class Optimizer(ABC):
     description: ClassVar[str]  # one line, shown by `softprompt list`
     config_class: ClassVar[type[OptimizerConfig]] = OptimizerConfig
     needs_gradients: ClassVar[bool] = False  # back-propagates: the model must run here (not through --remote)
+    reads: ClassVar[frozenset[str]] = frozenset()  # the SCHEDULE_OPTIONS of TrainConfig it uses; the others are refused
 
     @abstractmethod
     def step(self, loss: StepLoss) -> float:

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import unknown_choice
 from .cma_es import CMAES
-from .optimizer_api import NonFiniteUpdate, Optimizer, OptimizerConfig, trainable_parameters
+from .optimizer_api import SCHEDULE_OPTIONS, NonFiniteUpdate, Optimizer, OptimizerConfig, trainable_parameters
 from .sharpzo import SharpZO
 from .zeroth_order import ZeroOrderSGD
 
@@ -21,6 +21,7 @@ class AdamW(Optimizer):
     name = "adamw"
     description = "back-propagation through the frozen model; AdamW, warm-up + linear decay, clipping"
     needs_gradients = True
+    reads = frozenset(SCHEDULE_OPTIONS)
 
     def __init__(self, method: torch.nn.Module, config, total_steps: int, base=None):
         # here: importing transformers' schedules loads peft, which `softprompt list` never needs

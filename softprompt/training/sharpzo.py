@@ -52,6 +52,7 @@ class SharpZO(Optimizer):
     description = (f"forward passes only: SharpZO's sharpness-aware CMA-ES warm-up, then sparse zeroth-order SGD on z "
                    f"(learning rate {DEFAULT_LEARNING_RATE:g})")
     config_class = SharpZOConfig
+    reads = frozenset({"learning_rate"})  # the zeroth-order stage's rate; the CMA-ES stage has sigma
 
     def __init__(self, method, config, total_steps: int, base=None):
         self.options = self.options(config.optimizer_options)

@@ -43,6 +43,7 @@ class ZeroOrderSGD(Optimizer):
     name = "zo-sgd"
     description = f"forward passes only: MeZO's two-point gradient estimate, in place (learning rate {DEFAULT_LEARNING_RATE:g})"
     config_class = ZeroOrderConfig
+    reads = frozenset({"learning_rate"})  # a constant rate, as MeZO runs it
 
     def __init__(self, method, config, total_steps: int, base=None):
         self.options = self.options(config.optimizer_options)
