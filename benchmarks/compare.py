@@ -14,6 +14,17 @@ whatever cells exist, marking the missing ones. So the grid can be filled over s
 A run with --option is a variant: its cells are kept apart (e.g. capt@learning_rate=0.03/) and reported
 in their own table beside the default method on the same seeds, never mixed into the main table.
 
+--lr-grid gives every method the same tuning budget: each run trains once per rate on the train carve less a
+seeded dev carve (--dev-size rows), and the rate whose best epoch scores highest there is tested; the chosen rate
+and every rate's dev score go in the cell. A results folder holds one budget (steps, batch, length, grid): the
+script refuses to add cells of another, so a tuned grid gets its own folder and report:
+
+    python benchmarks/compare.py --lr-grid 1e-3,3e-3,1e-2,3e-2 --tasks sst2,boolq,piqa,arc-easy,sciq \
+        --results benchmarks/results/compare_tuned --report docs/results_tuned.md
+    python benchmarks/compare.py --methods lopa,capt,pt-moe --preset paper     # the paper recipes' shapes, as variants
+
+A --preset run takes the preset's method options only: steps, batch and rate stay the comparison's, equal for all.
+
 --optimizers adds an axis: a forward-only optimizer's cells (e.g. prompt-tuning+cma-es/) get the forward passes
 AdamW's --steps cost (a step: a forward and a backward pass, counted as two forward passes) and are reported
 in their own rows beside the method under AdamW.
@@ -71,21 +82,48 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
                optimizer: str = "adamw") -> dict[str, dict]:
     """Train `method` with these method options on the tasks at once (one task for all but JOINT methods); each
     task's test result. A learning rate of 0 keeps the method's (or optimizer's) own. A joint run gets `steps` per
-    task, so each task sees as many of its own batches as a single-task run."""
+    task, so each task sees as many of its own batches as a single-task run.
+
+    With --lr-grid, one run per rate trains on the train carve less a dev carve of --dev-size rows (seeded by the
+    seed; the test carve is never read) and the rate whose best epoch scores highest on the dev carve is the one
+    whose prompt is tested; every rate's dev score goes into the cell."""
+    from softprompt.training.outputs import finish
+    from softprompt.training.trainer import Trainer
+
+    rates = args.lr_grid or [learning_rate]
     with tempfile.TemporaryDirectory() as folder:
-        config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer,
-                                        max_steps=steps_within(optimizer, {}, args.steps) * len(tasks),
-                                        method_options=options, learning_rate=learning_rate,
-                                        batch_size=args.batch_size, max_length=args.max_length, output_dir=folder,
-                                        zero_shot=False, checkpoint_every=10**9,
-                                        dev_size=0)  # every method trains on the whole train carve and keeps its last prompt
-        result = softprompt.train(config, base=args.base)
-        log = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
+        chosen, dev_scores = None, {}
+        for k, rate in enumerate(rates):
+            config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer,
+                                            max_steps=steps_within(optimizer, {}, args.steps) * len(tasks),
+                                            method_options={**preset_options(method, args.preset), **options}, learning_rate=rate,
+                                            batch_size=args.batch_size, max_length=args.max_length, output_dir=f"{folder}/{k}",
+                                            zero_shot=False, checkpoint_every=10**9,
+                                            dev_size=args.dev_size if args.lr_grid else 0)  # no grid: train on the whole carve, keep the last prompt
+            trainer = Trainer(config, base=args.base)
+            trainer.train()
+            dev_scores[rate] = trainer.best_score
+            if chosen is None or trainer.best_score > chosen.best_score:  # ties: the earlier (smaller) rate
+                chosen = trainer
+            else:
+                del trainer  # only the chosen run's prompt is kept
+        result = finish(chosen)
+        log = [json.loads(line) for line in (chosen.output_dir / "metrics.jsonl").read_text().splitlines()]
     joint = {"joint_tasks": tasks} if len(tasks) > 1 else {}
     cost = {"forward_passes": sum(r.get("forward_passes", 0) for r in log)}
-    return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint, **cost,  # prompts come in the order of the tasks
+    settings = {"train_settings": {**{key: getattr(chosen.config, key) for key in ("learning_rate", "lr_schedule", "batch_size", "max_steps")},
+                                   "peak_lr": max(r["lr"] for r in log if "lr" in r)}}  # the rate in force (learning_rate 0: the default)
+    if args.lr_grid:
+        settings["dev_scores"] = {f"{rate:g}": score for rate, score in dev_scores.items()}
+    return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint, **cost, **settings,  # prompts come in the order of the tasks
                    **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps", "correct")}}
             for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
+
+
+def preset_options(method: str, preset: str) -> dict:
+    """A preset's method options (the recipe's shape). Its training values (steps, batch, rate) are not taken: every
+    method of a comparison gets the same budget, and the rate is the method's default or the grid's choice."""
+    return method_class(method).presets[preset].get("method_options", {}) if preset else {}
 
 
 def run_cells(method: str, tasks: list[str], seed: int, args, optimizer: str = "adamw") -> dict[str, dict]:
@@ -98,24 +136,62 @@ def run_cells(method: str, tasks: list[str], seed: int, args, optimizer: str = "
     return run_method(method, tasks, seed, args, args.options, optimizer=optimizer)
 
 
+def check_grid(args) -> None:
+    if not args.lr_grid:
+        return
+    if args.dev_size < 1 or min(args.lr_grid) <= 0:
+        raise SoftPromptError(f"--lr-grid needs rates > 0 and --dev-size >= 1, got {args.lr_grid} and {args.dev_size}")
+    if "learning_rate" in args.options:
+        raise SoftPromptError("--lr-grid chooses the learning rate: drop --option learning_rate")
+    fixed = [name for name in args.optimizers.split(",") if "learning_rate" not in optimizer_class(name).reads]
+    if fixed:
+        raise SoftPromptError(f"--lr-grid: {', '.join(fixed)} has no learning rate to choose")
+
+
 def variant_name(method: str, options: dict, optimizer: str = "adamw") -> str:
     """The name a method's cells go under: the method itself, e.g. capt@learning_rate=0.03 for a variant, and
     e.g. prompt-tuning+cma-es for another optimizer than AdamW."""
     return method + ("" if optimizer == "adamw" else f"+{optimizer}") + "".join(f"@{key}={value}" for key, value in sorted(options.items()))
 
 
-def method_options(methods: list[str], pairs: list[str]) -> dict:
-    """--option KEY=VALUE pairs as typed method options, checked against every method of the run before any runs."""
-    if not pairs:
-        return {}
-    if {ZERO_SHOT, LORA} & set(methods):
-        raise SoftPromptError("--option applies to soft-prompt methods only (LoRA's learning rate is --lora-lr)")
+def method_options(methods: list[str], pairs: list[str], preset: str) -> dict:
+    """--option KEY=VALUE pairs as typed method options, checked against every method of the run before any runs,
+    and --preset checked to be a preset of each."""
+    if (pairs or preset) and {ZERO_SHOT, LORA} & set(methods):
+        raise SoftPromptError("--option and --preset apply to soft-prompt methods only (LoRA's learning rate is --lora-lr)")
+    lacking = [method for method in methods if preset and preset not in method_class(method).presets]
+    if lacking:
+        raise SoftPromptError(f"--preset {preset}: {', '.join(lacking)} has no such preset (methods with one: "
+                              f"{', '.join(name for name, cls in METHODS.items() if preset in cls.presets)})")
+    options = {}
     for method in methods:  # every method of the run must accept them; they read alike for each
-        options = parse_options(method_class(method).config_class, pairs, f"--option for {method}")
+        options = parse_options(method_class(method).config_class, pairs, f"--option for {method}") if pairs else {}
     return options
 
 
+def variant_of(record: dict) -> dict:
+    """What sets a cell's run apart from the method's defaults: its --option values and its --preset."""
+    return {**record.get("options", {}), **({"preset": record["preset"]} if "preset" in record else {})}
+
+
+def budget(args) -> dict:
+    """What every cell of a results folder must share to be compared: steps, batch, input length, and the
+    learning-rate grid with its dev carve when there is one."""
+    shared = {"steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length}
+    return {**shared, "lr_grid": args.lr_grid, "dev_size": args.dev_size} if args.lr_grid else shared
+
+
+def check_budget(args) -> None:
+    """Refuse to add cells to a folder whose cells ran on another budget (they would be skipped as done, or
+    compared with cells that had more or less of a chance)."""
+    others = sorted({json.dumps(r["budget"]) for r in cell_records(args.results) if r["budget"] != budget(args)})
+    if others:
+        raise SoftPromptError(f"the cells in {args.results} ran with {' or '.join(others)}, this run asks for "
+                              f"{json.dumps(budget(args))}: give another budget its own --results (and --report)")
+
+
 def cell_path(results: Path, method: str, task: str, seed: int, options: dict | None = None, optimizer: str = "adamw") -> Path:
+    """Where a cell lives; `options` is its variant (variant_of)."""
     return results / Path(task).stem / variant_name(method, options or {}, optimizer) / f"seed{seed}.json"
 
 
@@ -133,7 +209,7 @@ def load_cells(results: Path) -> dict[tuple[str, str], list[dict]]:
     """The cells as the report reads them: each (method or variant, task)'s records, one per seed."""
     cells = {}
     for record in cell_records(results):
-        name = variant_name(record["method"], record.get("options", {}), record.get("optimizer", "adamw"))
+        name = variant_name(record["method"], variant_of(record), record.get("optimizer", "adamw"))
         cells.setdefault((name, Path(record["task"]).stem), []).append(record)
     return cells
 
@@ -147,7 +223,7 @@ def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> 
     runs += [(m, tasks, s, o) for m in methods if m in JOINT for o in optimizers for s in seeds]
 
     def done(method: str, run_tasks: list[str], seed: int, optimizer: str) -> bool:
-        paths = [cell_path(args.results, method, t, seed, args.options, optimizer) for t in run_tasks]
+        paths = [cell_path(args.results, method, t, seed, args.variant, optimizer) for t in run_tasks]
         if len(run_tasks) > 1:
             return all(joint_tasks_of(path) == run_tasks for path in paths)
         return paths[0].exists() and joint_tasks_of(paths[0]) is None
@@ -158,7 +234,7 @@ def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     """Print the runs still to do, each with the median wall time of the done cells most like it."""
     walls, by_task = {}, {}  # wall seconds of the trained cells by (method, task), and by task for methods without one
     for record in cell_records(args.results):
-        if record["method"] == ZERO_SHOT or "options" in record or record.get("optimizer", "adamw") != "adamw":
+        if record["method"] == ZERO_SHOT or variant_of(record) or record.get("optimizer", "adamw") != "adamw":
             continue
         task = Path(record["task"]).stem
         walls.setdefault((record["method"], task), []).append(record["wall_seconds"])
@@ -174,7 +250,7 @@ def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     print(f"{len(todo)} runs to do, about {timedelta(seconds=round(sum(known)))} by the wall times of the cells done"
           + (f" ({len(todo) - len(known)} with no done cell to go by)" if len(known) < len(todo) else ""))
     for (method, run_tasks, seed, optimizer), seconds in todo:
-        print(f"  {variant_name(method, args.options, optimizer)} on {','.join(run_tasks)}, seed {seed}: "
+        print(f"  {variant_name(method, args.variant, optimizer)} on {','.join(run_tasks)}, seed {seed}: "
               + (str(timedelta(seconds=round(seconds))) if seconds is not None else "?"))
 
 
@@ -182,19 +258,18 @@ def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     todo = runs_to_do(args, methods, tasks, seeds)
     print(f"{len(todo)} runs to do", flush=True)
     for method, run_tasks, seed, optimizer in todo:
-        print(f"--- {variant_name(method, args.options, optimizer)} on {','.join(run_tasks)}, seed {seed}", flush=True)
-        replaced = [t for t in run_tasks if cell_path(args.results, method, t, seed, args.options, optimizer).exists()]
+        print(f"--- {variant_name(method, args.variant, optimizer)} on {','.join(run_tasks)}, seed {seed}", flush=True)
+        replaced = [t for t in run_tasks if cell_path(args.results, method, t, seed, args.variant, optimizer).exists()]
         if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
             print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
         start = time.time()
         results = run_cells(method, run_tasks, seed, args, optimizer)
-        variant = {"options": args.options} if args.options else {}
+        variant = ({"options": args.options} if args.options else {}) | ({"preset": args.preset} if args.preset else {})
         variant |= {"optimizer": optimizer} if optimizer != "adamw" and method != ZERO_SHOT else {}
         for task, result in results.items():
             record = {"method": method, **variant, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
-                      "split": load_task(task).split_note, "budget": {"steps": args.steps, "batch_size": args.batch_size,
-                      "max_length": args.max_length}, "command": args.command, **versions()}
-            path = cell_path(args.results, method, task, seed, args.options, variant.get("optimizer", "adamw"))
+                      "split": load_task(task).split_note, "budget": budget(args), "command": args.command, **versions()}
+            path = cell_path(args.results, method, task, seed, args.variant, variant.get("optimizer", "adamw"))
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, json.dumps(record, indent=2))
             print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
@@ -224,6 +299,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=256, help="inputs longer than this lose their beginning (BoolQ passages)")
     parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--lr-grid", type=lambda text: [float(rate) for rate in text.split(",")], default=[],
+                        help="comma-separated learning rates: each run tries them all, picks one on a dev carve of the "
+                             "train part (--dev-size rows) and tests that one; the chosen rate and every rate's dev score go in the cell")
+    parser.add_argument("--dev-size", type=int, default=100, help="rows of the train carve held out to pick the rate (with --lr-grid)")
+    parser.add_argument("--preset", default="", help="a variant: each method's named preset (e.g. paper) for its options, "
+                        "at the comparison's budget (steps, batch and rate stay the comparison's)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="set a method option (e.g. learning_rate=0.03) for a variant run; repeatable")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "compare")
@@ -234,9 +315,13 @@ def main() -> None:
     args.command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
     methods, tasks, seeds = args.methods.split(","), args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     try:
-        args.options = method_options(methods, args.option)
+        args.options = method_options(methods, args.option, args.preset)
+        check_grid(args)
+        if not (args.plan or args.report_only):
+            check_budget(args)
     except SoftPromptError as error:
         parser.error(str(error))
+    args.variant = {**args.options, **({"preset": args.preset} if args.preset else {})}
     if args.plan:
         plan(args, methods, tasks, seeds)
         return

@@ -33,9 +33,9 @@ def report_text(args, cells: dict, methods: list[str], tasks: list[str], seeds: 
     noise = {t: c.standard_error for t, c in carves.items() if c}
     floors = {t: c.floor for t, c in carves.items() if c}
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
-    return "\n".join([*header_lines(args, cells), *table_lines(cells, methods, tasks, seeds, carves), "",
+    return "\n".join([*header_lines(args, cells), *stale_lines(cells, carves), *table_lines(cells, methods, tasks, seeds, carves), "",
                       *claim_lines(cells, methods, tasks, len(seeds), noise), *paired_lines(cells, tasks),
-                      *floor_lines(cells, methods, tasks, floors), *variant_lines(cells, tasks), *optimizer_lines(cells, tasks, args.steps),
+                      *floor_lines(cells, methods, tasks, floors), *variant_lines(cells, tasks), *optimizer_lines(cells, tasks, args.steps), *tuning_lines(cells, tasks),
                       *joint_lines(cells, args.steps),
                       "", "Splits:", *[f"- {s}" for s in splits], "", "![accuracy by method and task](results.png)", ""])
 
@@ -47,10 +47,26 @@ def header_lines(args, cells: dict) -> list[str]:
             f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran:",
             *[f"- `{c}`" for c in commands], "",
             f"Budget per run: {args.steps} optimizer steps of batch {args.batch_size}, inputs cut to {args.max_length} tokens. "
-            "Accuracy on each task's held-out test carve (see the split notes), mean ± std over the seeds present; "
+            + (f"Learning rate: each run trains once per rate of {', '.join(f'{r:g}' for r in args.lr_grid)} on the train carve "
+               f"less a dev carve of {args.dev_size} of its rows (seeded by the seed), and the rate whose best epoch scores "
+               "highest on the dev carve is the one tested (see \"Chosen learning rates\"); the test carve never picks anything. "
+               if args.lr_grid else "Learning rate: each method's default (`softprompt list`), LoRA's --lora-lr. ")
+            + "Accuracy on each task's held-out test carve (see the split notes), mean ± std over the seeds present; "
             "`n/N` says how many seeds of the grid ran. Missing cells are marked —. "
             "s/step is the median of one run's steps and depends on what else the machine was doing: "
             "read it as a rough size, not a speed comparison.", ""]
+
+
+def stale_lines(cells: dict, carves: dict) -> list[str]:
+    """A warning for each task whose cells ran on another carve than the task's current one (its test rows moved)."""
+    lines = []
+    for task, carve in carves.items():
+        stale = sorted(f"{name} seed {r['seed']}" for (name, t), runs in cells.items() if t == task and carve
+                       for r in runs if r["split"] != carve.split)
+        if stale:
+            lines.append(f"**{len(stale)} {task} cells ran on an older carve than the task's current one ({carve.split}); "
+                         f"rerun them before reading their numbers:** {', '.join(stale)}.")
+    return [*lines, ""] if lines else []
 
 
 def table_lines(cells: dict, methods: list[str], tasks: list[str], seeds: list[int], carves: dict) -> list[str]:
@@ -82,7 +98,7 @@ def grid_so_far(cells: dict, methods: list[str], tasks: list[str], seeds: list[i
     a run that fills part of the grid must not write a report that hides the rest."""
     records = [r for runs in cells.values() for r in runs]
     specs = {Path(r["task"]).stem: r["task"] for r in records} | {Path(t).stem: t for t in tasks}  # this run's spelling wins
-    adamw_methods = [r["method"] for r in records if "options" not in r and r.get("optimizer", "adamw") == "adamw"]
+    adamw_methods = [r["method"] for r in records if not {"options", "preset"} & r.keys() and r.get("optimizer", "adamw") == "adamw"]
     methods = in_order([*methods, *adamw_methods], [ZERO_SHOT, *METHODS, LORA])
     stems = in_order([*(Path(t).stem for t in tasks), *(Path(r["task"]).stem for r in records)], TASKS)
     return methods, [specs[stem] for stem in stems], sorted({*seeds, *(r["seed"] for r in records)})
@@ -91,6 +107,20 @@ def grid_so_far(cells: dict, methods: list[str], tasks: list[str], seeds: list[i
 def in_order(names: list[str], default: list[str]) -> list[str]:
     """Each name once: those of the default grid in its order, then the others as they came."""
     return sorted(dict.fromkeys(names), key=lambda name: default.index(name) if name in default else len(default))
+
+
+def tuning_lines(cells: dict, tasks: list[str]) -> list[str]:
+    """For cells run with --lr-grid: the rate each seed's run chose on its dev carve, per method and task."""
+    chosen = {(name, task): sorted((r["seed"], f"{r['train_settings']['learning_rate']:g}") for r in runs)
+              for (name, task), runs in cells.items() if all("dev_scores" in r for r in runs)}
+    if not chosen:
+        return []
+    lines = ["", "## Chosen learning rates", "", "The rate each seed's run chose on its dev carve (seed: rate).", "",
+             "| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for name in sorted({name for name, _ in chosen}):
+        lines.append(f"| {name} | " + " | ".join(", ".join(f"{seed}: {rate}" for seed, rate in chosen.get((name, t), [])) or "—"
+                                                    for t in tasks) + " |")
+    return lines
 
 
 def joint_lines(cells: dict, steps: int) -> list[str]:
@@ -188,6 +218,7 @@ class CarveStats(NamedTuple):
     rows: int  # labelled test rows
     floor: float  # majority share in points: the accuracy of always answering the commonest label
     standard_error: float  # binomial, of an accuracy at the floor, in points: smaller differences are noise
+    split: str = ""  # the task's split note now: a cell with another one ran on an older carve
 
 
 def carve_stats(task) -> CarveStats | None:
@@ -196,7 +227,7 @@ def carve_stats(task) -> CarveStats | None:
     if not labels:
         return None
     share = labels.most_common(1)[0][1] / labels.total()
-    return CarveStats(labels.total(), 100 * share, 100 * math.sqrt(share * (1 - share) / labels.total()))
+    return CarveStats(labels.total(), 100 * share, 100 * math.sqrt(share * (1 - share) / labels.total()), task.split_note)
 
 
 def mean_accuracy(cells: dict, method: str, task: str) -> float | None:

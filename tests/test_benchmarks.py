@@ -124,6 +124,46 @@ def test_compare_gives_a_forward_only_optimizer_adamws_forward_passes_in_rows_of
     assert f"| prompt-tuning+zo-sgd | {100 * zo['accuracy']:.1f} vs {100 * adamw['accuracy']:.1f} (1) | 12 |" in report
 
 
+def test_compare_picks_each_runs_learning_rate_on_a_dev_carve_and_keeps_budgets_apart(tmp_path, tiny_model_dir, reviews_file):
+    common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0",
+              "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
+    run = compare(*common, "--methods", "prompt-tuning,lora", "--lr-grid", "0.3,0.001", "--dev-size", "4")
+    assert run.returncode == 0, run.stderr
+    report = (tmp_path / "results.md").read_text()
+    for name in ("prompt-tuning", "lora"):
+        cell = json.loads((tmp_path / "cells" / "reviews" / name / "seed0.json").read_text())
+        scores = cell["dev_scores"]
+        assert list(scores) == ["0.3", "0.001"] and all(0 <= score <= 1 for score in scores.values())
+        best = max(scores, key=lambda rate: (scores[rate], -list(scores).index(rate)))  # ties: the earlier rate
+        assert f"{cell['train_settings']['learning_rate']:g}" == best and f"| {name} | 0: {best} |" in report
+        assert cell["budget"] == {"steps": 2, "batch_size": 4, "max_length": 256, "lr_grid": [0.3, 0.001], "dev_size": 4}
+    assert "each run trains once per rate of 0.3, 0.001 on the train carve less a dev carve of 4" in report
+
+    untuned = compare(*common, "--methods", "prompt-tuning")  # another budget in the same folder: refused, nothing run
+    assert untuned.returncode == 2 and "give another budget its own --results" in untuned.stderr
+    forward_only = compare(*common, "--methods", "prompt-tuning", "--optimizers", "cma-es", "--lr-grid", "0.1")
+    assert forward_only.returncode == 2 and "--lr-grid: cma-es has no learning rate to choose" in forward_only.stderr
+
+
+def test_compare_runs_a_preset_as_a_variant_at_the_comparisons_budget(tmp_path, tiny_model_dir, reviews_file):
+    common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0",
+              "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
+    assert compare(*common, "--methods", "pt-moe").returncode == 0
+    run = compare(*common, "--methods", "pt-moe", "--preset", "paper")
+    assert run.returncode == 0, run.stderr
+    default, paper = (json.loads((tmp_path / "cells" / "reviews" / name / "seed0.json").read_text()) for name in ("pt-moe", "pt-moe@preset=paper"))
+    assert paper["preset"] == "paper" and paper["train_settings"]["batch_size"] == 4 and paper["steps"] == 2  # not the paper's 64 x 1500
+    hidden = json.loads((tiny_model_dir / "config.json").read_text())["hidden_size"]
+    experts, tokens, rank = 2, 40, 36  # the preset's shape: its experts, projection and router
+    assert paper["trainable_parameters"] == experts * tokens * rank + rank * hidden + hidden * experts + experts != default["trainable_parameters"]
+    report = (tmp_path / "results.md").read_text()
+    assert f"| pt-moe@preset=paper | {100 * paper['accuracy']:.1f} vs {100 * default['accuracy']:.1f} (1) |" in report
+    assert f"| pt-moe | {100 * default['accuracy']:.1f} (1/1) |" in report
+
+    lacking = compare(*common, "--methods", "prompt-tuning", "--preset", "paper")
+    assert lacking.returncode == 2 and "--preset paper: prompt-tuning has no such preset (methods with one: capt, lopa, pt-moe)" in lacking.stderr
+
+
 def test_serve_speed_smoke_run(tmp_path, tiny_model_dir):
     """Every part of the serving benchmark runs on the tiny model and reports its ratios (no timing asserted)."""
     out = tmp_path / "serve_speed.txt"
@@ -208,6 +248,17 @@ def test_spread_is_the_seed_standard_deviation_in_points():
     assert math.isclose(report_module.accuracy_spread(cells, "lopa", "sst2"), statistics.stdev([80, 84, 86]))  # 3.06, not the population 2.49
     assert report_module.accuracy_spread(cells, "lopa", "rte") == 0.0
     assert report_module.accuracy_spread(cells, "lopa", "mrpc") == 0.0
+
+
+def test_cells_from_an_older_carve_of_a_task_are_flagged():
+    report_module = load_report()
+    now, before = "boolq: 2270 train / 1000 test", "boolq: 2770 train / 500 test"
+    carves = {"boolq": report_module.CarveStats(1000, 62.0, 1.5, now), "sst2": report_module.CarveStats(272, 51.0, 3.0, "sst2: ...")}
+    cells = {("lopa", "boolq"): [{"seed": 0, "split": before}, {"seed": 1, "split": now}], ("capt", "boolq"): [{"seed": 0, "split": now}],
+             ("lopa", "sst2"): [{"seed": 0, "split": "sst2: ..."}]}
+    assert report_module.stale_lines(cells, carves) == [
+        f"**1 boolq cells ran on an older carve than the task's current one ({now}); rerun them before reading their numbers:** lopa seed 0.", ""]
+    assert report_module.stale_lines({("capt", "boolq"): cells[("capt", "boolq")]}, carves) == []
 
 
 def test_mcnemar_pools_the_common_seeds_and_states_its_power():

@@ -130,7 +130,7 @@ TASKS: dict[str, BuiltinTask] = {
                         "Decide whether the two sentences are paraphrases of each other: yes or no."),
     "rte": BuiltinTask(lambda: read_arrow("glue/rte/validation"), _rte, 177,
                        "Decide whether the first text entails the second statement: True or False."),
-    "boolq": BuiltinTask(lambda: read_arrow("boolq/none/validation"), _boolq, 2770,
+    "boolq": BuiltinTask(lambda: read_arrow("boolq/none/validation"), _boolq, 2270,  # 1,000 test rows: ± 1.5 points
                          "Answer the yes or no question about the passage."),
     "cb": BuiltinTask(lambda: read_arrow("super_glue/cb/validation"), _cb, 36,
                       "Decide whether the premise entails the hypothesis: True, False, or Neither."),
