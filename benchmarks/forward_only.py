@@ -6,7 +6,8 @@ every forward-only optimizer gets as many steps as fit in 450 (the trainer count
 log). Parts, each writing under benchmarks/results/ (files already there are kept, so parts can be resumed):
 
     python benchmarks/forward_only.py --parts tune      # options tried on a dev carve of the train split
-    python benchmarks/forward_only.py --parts cells     # seeds 0..2 of each optimizer: benchmarks/compare.py cells
+    python benchmarks/forward_only.py --parts start     # each --init's untrained prompt on the test carve
+    python benchmarks/forward_only.py --parts cells     # seeds 0..2 of each optimizer from two starts: compare.py cells
     python benchmarks/forward_only.py --parts memory    # peak memory of one step of each optimizer vs AdamW
     python benchmarks/forward_only.py --parts remote    # cma-es through `softprompt serve --blackbox` vs locally
     python benchmarks/forward_only.py --parts report    # benchmarks/results/forward_only.md and .png
@@ -38,6 +39,9 @@ OPTIMIZERS = ["zo-sgd", "cma-es", "sharpzo"]
 TUNING = {"zo-sgd": [{"learning_rate": lr} for lr in (3e-3, 1e-2, 3e-2)],
           "cma-es": [{"population": n} for n in (10, 20)],
           "sharpzo": [{"learning_rate": lr} for lr in (1e-2, 5e-2)]}
+# Where a run starts matters at this budget: the untrained prompt of each initialisation, scored on the same dev carve.
+START_INITS = [{"init": "text"}, {"init": "vocab"}, {"init": "random"}]
+CHOSEN_INIT = {"init": "vocab"}  # the best start on the dev carve; its cells run beside the default's (text)
 MEMORY_RUNS = [("adamw", 0), ("zo-sgd", 0), ("cma-es", 0), ("cma-es", 1), ("sharpzo", 0)]  # (optimizer, candidates_per_pass)
 
 
@@ -54,10 +58,8 @@ def tune(args) -> None:
     """Dev accuracy (each epoch's and the last) and the last steps' loss of each option in TUNING."""
     from softprompt.training.trainer import Trainer
 
-    if not (args.results / "tuning" / "start.json").exists():  # where every run starts: the untrained prompt
-        with tempfile.TemporaryDirectory() as folder:
-            trainer = Trainer(config("zo-sgd", {}, 0, dev_size=100, output_dir=folder), base=args.base)
-            write_json(args.results / "tuning" / "start.json", {"dev_accuracy": trainer._dev_score()})
+    if not (args.results / "tuning" / "start.json").exists():  # where runs start: each initialisation's untrained prompt
+        write_json(args.results / "tuning" / "start.json", start_scores(args.base))
     for optimizer, grid in TUNING.items():
         for options in grid:
             path = args.results / "tuning" / f"{optimizer}@{'-'.join(f'{k}={v}' for k, v in options.items())}.json"
@@ -74,23 +76,49 @@ def tune(args) -> None:
                               "forward_passes": sum(r["forward_passes"] for r in steps), "wall_seconds": round(time.time() - start, 1)})
 
 
-def cells(args) -> None:
-    """Where every optimizer starts (the untrained prompt's test accuracy), then the seeds of each optimizer on sst2
-    as benchmarks/compare.py cells (docs/results.md reports them too)."""
+def start_scores(base) -> dict:
+    """Dev accuracy of the bare model and of each START_INITS prompt untrained (seed 0's dev carve)."""
+    from dataclasses import replace
+
+    from softprompt.evaluation import evaluate
+    from softprompt.runtime.scoring import no_prompt
+    from softprompt.tasks import load_task
+    from softprompt.training.trainer import Trainer, split_dev
+
+    scores = {}
+    for options in START_INITS:
+        with tempfile.TemporaryDirectory() as folder:
+            trainer = Trainer(config("zo-sgd", {}, 0, dev_size=100, output_dir=folder, method_options=options), base=base)
+            scores[options["init"]] = trainer._dev_score()
+    task = load_task("sst2")
+    dev = split_dev(task, 100, 0)[1]  # the rows the trainer held out above
+    return {"dev_accuracy": scores, "zero_shot_dev_accuracy": evaluate(base, no_prompt, replace(task, test=dev))["accuracy"]}
+
+
+def start(args) -> None:
+    """Where the optimizers start: each initialisation's untrained prompt on the test carve."""
     if not (args.results / "start.json").exists():
         from softprompt import load_model
         from softprompt.methods import build_method
         from softprompt.tasks import load_task
         from softprompt.tuned import TunedPrompt
 
-        base, task = load_model(args.model), load_task("sst2")
-        method = build_method("prompt-tuning", base)
-        method.initialize(base, task)  # the text initialisation: the same for every seed
-        write_json(args.results / "start.json", {"accuracy": TunedPrompt(base, method.eval(), {}).evaluate(task)["accuracy"],
-                                            "what": "prompt tuning's untrained 20-token prompt (--init text) on the sst2 test carve"})
+        base, task, scores = load_model(args.model), load_task("sst2"), {}
+        for options in START_INITS:
+            method = build_method("prompt-tuning", base, options)
+            method.initialize(base, task)  # the same for every seed
+            scores[options["init"]] = TunedPrompt(base, method.eval(), {}).evaluate(task)["accuracy"]
+        write_json(args.results / "start.json", {"accuracy": scores, "what": "prompt tuning's untrained 20-token prompt "
+                                                 "of each --init on the sst2 test carve"})
+
+
+def cells(args) -> None:
+    """The seeds of each optimizer on sst2 from the default start and from CHOSEN_INIT, as benchmarks/compare.py cells."""
+    start(args)
     command = [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--tasks", "sst2", "--methods", "prompt-tuning",
                "--optimizers", ",".join(OPTIMIZERS), "--seeds", SEEDS, "--steps", str(STEPS), "--model", args.model]
     subprocess.run(command, check=True)
+    subprocess.run([*command, *(f"--option={k}={v}" for k, v in CHOSEN_INIT.items())], check=True)
 
 
 def memory(args) -> None:
@@ -198,7 +226,7 @@ def main() -> None:
 
         args.base = load_model(args.model)
         tune(args)
-    for name, part in (("cells", cells), ("memory", memory), ("remote", remote)):
+    for name, part in (("start", start), ("cells", cells), ("memory", memory), ("remote", remote)):
         if name in parts:
             part(args)
     if "report" in parts:
