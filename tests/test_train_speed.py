@@ -68,7 +68,9 @@ def test_packed_floor_equals_each_sequence_alone(tiny_base):
                                        logits_to_keep=1).logits[:, -1] for c in contexts])
     alone.sum().backward()
     torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(packed_grad, prompt.grad, atol=1e-5, rtol=1e-5)
+    # the gradient sums every vocabulary logit, packed in another order than alone: 1e-4 absorbs the float32
+    # rounding that differs with the thread count; attention leaking across the packed sequences is off by O(1)
+    torch.testing.assert_close(packed_grad, prompt.grad, atol=1e-4, rtol=1e-4)
 
 
 def test_training_computes_no_gradient_for_any_frozen_weight(tmp_path, tiny_base, tiny_task):
