@@ -45,6 +45,7 @@ def test_a_forward_only_run_writes_what_an_adamw_run_does_and_never_builds_a_gra
     steps = [r for r in log if "loss" in r]
     expected = {"zo-sgd": [2] * 4, "cma-es": [4] * 4, "sharpzo": [6, 6, 2, 2]}[optimizer]  # population + 2, then two points
     assert [r["forward_passes"] for r in steps] == expected
+    assert OPTIMIZERS[optimizer].steps_within(SMALL[optimizer], sum(expected)) == 4  # what it declares is what it costs
     assert grad_modes and not any(grad_modes)
     assert result.prompt.info["train_config"]["optimizer"] == optimizer and result.metrics["steps"] == 4
 
@@ -54,6 +55,7 @@ def test_adamw_counts_a_backward_pass_as_two_forward_passes(tmp_path, tiny_base,
                       zero_shot=False, method_options={"num_virtual_tokens": 3})
     log = [json.loads(line) for line in (train(run, base=tiny_base).output_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["forward_passes"] for r in log if "loss" in r] == [6, 6]
+    assert OPTIMIZERS["adamw"].steps_within({}, 450) == 150  # with batches of one micro-batch
 
 
 class LinearLoss:
