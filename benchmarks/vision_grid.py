@@ -103,7 +103,8 @@ def report_text(args, cells: dict) -> str:
             if not runs:
                 row.append(f"— (0/{seeds})")
                 continue
-            row.append(f"{mean_accuracy(cells, method, task):.1f} ± {accuracy_spread(cells, method, task):.1f} ({len(runs)}/{seeds})")
+            spread = f" ± {accuracy_spread(cells, method, task):.1f}" if len(runs) > 1 else ""
+            row.append(f"{mean_accuracy(cells, method, task):.1f}{spread} ({len(runs)}/{seeds})")
             params = f"{runs[0]['trainable_parameters']:,}"
             speed = f"{sorted(r['seconds_per_step'] for r in runs)[len(runs) // 2]:.2f}"
         lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
@@ -123,9 +124,12 @@ def report_text(args, cells: dict) -> str:
                          + (f" (on {len(shared)} of {seeds} seeds)" if len(shared) < seeds else ""))
     missing = [f"{m} on {t} seed {s}" for t in args.tasks for m in args.methods for s in args.seeds
                if not cell_path(args.results, m, t, s).exists()]
-    lines += ["", "Missing cells: " + (", ".join(missing) if missing else "none"), "",
+    rows = carve_stats(load_task(args.tasks[0])).rows
+    lines += ["", f"One standard error of an accuracy near 65% on {rows:,} test images: ± {100 * (0.65 * 0.35 / rows) ** 0.5:.1f} "
+              "points: differences of means below that are within the test sample's noise.", "",
+              "Missing cells: " + (", ".join(missing) + " (`python benchmarks/vision_grid.py` fills them)" if missing else "none"), "",
               "Splits:", *[f"- {load_task(t).split_note}" for t in args.tasks],
-              f"- test rows per task: {carve_stats(load_task(args.tasks[0])).rows}", "", "![accuracy by method and task](vision_results.png)", ""]
+              "", "![accuracy by method and task](vision_results.png)", ""]
     return "\n".join(lines)
 
 

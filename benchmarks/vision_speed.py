@@ -3,10 +3,11 @@
 Both train LoRA (r 8 on q_proj, v_proj) plus a linear head on DINOv2 ViT-S's CLS state, batch 8 of Fashion-MNIST
 images, AdamW; ours is one step of softprompt's Trainer (`Trainer._step`: decoding, pixels, the prompted pass
 with hook-applied LoRA, the loss, backward, clipping, the scheduler), theirs the textbook loop on a PeftModel.
-Steps alternate between the two, so load on the machine slows both alike. Evaluation: softprompt's `evaluate`
-against a plain no-grad loop, on the same test images, alternating by chunk.
+Steps alternate between the two, so load on the machine slows both alike; each side's median step counts.
+Evaluation: softprompt's `evaluate` against a plain no-grad loop, on the same test images, alternating by chunk of
+32 (the median chunk counts: a load spike on a shared machine once made one chunk take minutes).
 
-    python benchmarks/vision_speed.py --sizes 112,224 --steps 8 --eval-images 64
+    python benchmarks/vision_speed.py --sizes 112,224 --steps 8 --eval-images 96 --threads 1 --output benchmarks/results/vision_speed.txt
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import softprompt  # noqa: E402
 from softprompt.backbones import load_model  # noqa: E402
 from softprompt.evaluation import evaluate  # noqa: E402
+from softprompt.storage import write_text_atomic  # noqa: E402
 from softprompt.tasks import Task, load_task  # noqa: E402
 from softprompt.training.trainer import Trainer  # noqa: E402
 from softprompt.tuned import TunedPrompt  # noqa: E402
@@ -76,18 +78,18 @@ def measure(size: int, name: str, args, task: Task) -> dict:
         plain_step(model, head, optimizer, [part.train_set[i].source for i in indices], [part.train_set[i].label for i in indices], size)
         theirs.append(time.perf_counter() - start)
     train = {"ours": 8 * patches / statistics.median(ours[2:]), "plain": 8 * patches / statistics.median(theirs[2:])}
-    prompt, evaluated = TunedPrompt(base, trainer.method, {}), {"ours": 0.0, "plain": 0.0}
+    prompt, evaluated = TunedPrompt(base, trainer.method, {}), {"ours": [], "plain": []}
     model.eval()
     for start_row in range(0, args.eval_images, 32):
         chunk = Task(task.name, task.train, task.test[start_row:start_row + 32], task.description)
         start = time.perf_counter()
         evaluate(base, prompt, chunk, batch_size=32)
-        evaluated["ours"] += time.perf_counter() - start
+        evaluated["ours"].append(time.perf_counter() - start)
         start = time.perf_counter()
         with torch.no_grad():
             head(model(pixel_values=plain_pixels([e.image for e in chunk.test], size)).pooler_output).argmax(-1)
-        evaluated["plain"] += time.perf_counter() - start
-    scored = {k: args.eval_images * patches / seconds for k, seconds in evaluated.items()}
+        evaluated["plain"].append(time.perf_counter() - start)
+    scored = {k: 32 * patches / statistics.median(seconds) for k, seconds in evaluated.items()}  # the median chunk of 32
     return {"size": size, "patches": patches, "train": train, "eval": scored}
 
 
@@ -95,21 +97,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="112,224")
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--eval-images", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-images", type=int, default=96, help="a multiple of 32")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    parser.add_argument("--output", type=Path, help="also write the report here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     task = load_task("fashion-mnist-10")
     names = {112: "dinov2-s-112", 224: "dinov2-s"}
-    print(f"softprompt vs plain PyTorch + PEFT LoRA (r 8, q_proj/v_proj) + linear head, batch 8, {args.threads} threads, "
-          f"median of {args.steps} steps after 2 warm-up; eval {args.eval_images} images")
-    print("size  tokens  train patches/s ours / plain = ratio   eval patches/s ours / plain = ratio")
+    lines = [f"$ python benchmarks/vision_speed.py {' '.join(sys.argv[1:])}",
+             f"softprompt vs plain PyTorch + PEFT LoRA (r 8, q_proj/v_proj) + linear head, batch 8, {args.threads} threads, "
+             f"median of {args.steps} steps after 2 warm-up; eval: median chunk of 32 of {args.eval_images} test images",
+             "size  tokens  train patches/s ours / plain = ratio   eval patches/s ours / plain = ratio"]
+    print("\n".join(lines), flush=True)
     for size in (int(s) for s in args.sizes.split(",")):
         r = measure(size, names[size], args, task)
-        print(f"{size:4d}  {r['patches']:6d}  {r['train']['ours']:8.0f} / {r['train']['plain']:8.0f} = {r['train']['ours'] / r['train']['plain']:.2f}"
-              f"         {r['eval']['ours']:8.0f} / {r['eval']['plain']:8.0f} = {r['eval']['ours'] / r['eval']['plain']:.2f}", flush=True)
-
+        lines.append(f"{size:4d}  {r['patches']:6d}  {r['train']['ours']:8.0f} / {r['train']['plain']:8.0f} = "
+                     f"{r['train']['ours'] / r['train']['plain']:.2f}         {r['eval']['ours']:8.0f} / {r['eval']['plain']:8.0f} = "
+                     f"{r['eval']['ours'] / r['eval']['plain']:.2f}")
+        print(lines[-1], flush=True)
+    if args.output:
+        write_text_atomic(args.output, "\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()
