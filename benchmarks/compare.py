@@ -159,13 +159,14 @@ def method_options(methods: list[str], pairs: list[str], preset: str) -> dict:
     and --preset checked to be a preset of each."""
     if (pairs or preset) and {ZERO_SHOT, LORA} & set(methods):
         raise SoftPromptError("--option and --preset apply to soft-prompt methods only (LoRA's learning rate is --lora-lr)")
-    lacking = [method for method in methods if preset and preset not in method_class(method).presets]
+    lacking = [method for method in methods if preset not in method_class(method).presets] if preset else []
     if lacking:
         raise SoftPromptError(f"--preset {preset}: {', '.join(lacking)} has no such preset (methods with one: "
                               f"{', '.join(name for name, cls in METHODS.items() if preset in cls.presets)})")
-    options = {}
+    if not pairs:
+        return {}
     for method in methods:  # every method of the run must accept them; they read alike for each
-        options = parse_options(method_class(method).config_class, pairs, f"--option for {method}") if pairs else {}
+        options = parse_options(method_class(method).config_class, pairs, f"--option for {method}")
     return options
 
 

@@ -232,7 +232,7 @@ def main() -> None:
     if "report" in parts:
         from forward_only_report import write_report
 
-        write_report(args.results, ROOT / "benchmarks" / "results" / "compare" / "sst2")
+        write_report(args.results, ROOT / "benchmarks" / "results" / "compare" / "sst2", CHOSEN_INIT)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,16 @@ def summary(records: dict[int, dict]) -> str:
     return f"{statistics.mean(scores):.1f}{spread}" if scores else "—"
 
 
-STARTS = [("text", ""), ("vocab", "@init=vocab")]  # (--init, the suffix its compare cells carry); text: the default
+def runs(chosen_init: dict) -> list[tuple[str, str, str]]:
+    """(cell folder name, optimizer label, --init) of every row, AdamW first within each start: prompt tuning's
+    default start (text) and `chosen_init`, named as benchmarks/compare.py names their cells."""
+    from compare import variant_name
+
+    return [(variant_name("prompt-tuning", options, optimizer), optimizer, options.get("init", "text"))
+            for options in ({}, chosen_init) for optimizer in ["adamw", *OPTIMIZERS]]
 
 
-def runs(starts=STARTS) -> list[tuple[str, str, str]]:
-    """(cell folder name, optimizer label, --init) of every row, AdamW first within each start."""
-    return [(f"prompt-tuning{'+' + o if o != 'adamw' else ''}{suffix}", o, init)
-            for init, suffix in starts for o in ["adamw", *OPTIMIZERS]]
-
-
-def accuracy_lines(cells: Path, results: Path) -> list[str]:
+def accuracy_lines(cells: Path, results: Path, chosen_init: dict) -> list[str]:
     floor = 100 * seeds_of(cells, "zero-shot")[0]["accuracy"]
     start = json.loads((results / "start.json").read_text())["accuracy"] if (results / "start.json").exists() else {}
     lines = ["| optimizer | start (--init) | test accuracy (mean ± std) | per seed | forward passes per run | steps per run | beats zero-shot |",
@@ -40,7 +40,7 @@ def accuracy_lines(cells: Path, results: Path) -> list[str]:
              f"| none: the frozen model, zero-shot |  | {floor:.1f} |  | 0 | 0 |  |",
              *(f"| none: the untrained prompt | {init} | {100 * score:.1f} |  | 0 | 0 | {'yes' if 100 * score > floor else 'no'} |"
                for init, score in start.items())]
-    for name, label, init in runs():
+    for name, label, init in runs(chosen_init):
         records = seeds_of(cells, name)
         if not records:
             lines.append(f"| {label} | {init} | — (no cell yet) |  |  |  |  |")
@@ -97,8 +97,8 @@ def remote_lines(results: Path) -> list[str]:
             f"locally, {r['wall_seconds']['remote']:.0f} s through the server (same machine)."]
 
 
-def write_report(results: Path, cells: Path) -> None:
-    """`results`: forward_only.py's folder; `cells`: the compare cells of sst2."""
+def write_report(results: Path, cells: Path, chosen_init: dict) -> None:
+    """`results`: forward_only.py's folder; `cells`: the compare cells of sst2; `chosen_init`: the second start's options."""
     text = ["# Forward-only optimizers on SST-2 (smollm2-135m, prompt tuning, 20 tokens)", "",
             "Made by `python benchmarks/forward_only.py` (its docstring has each part's command). Test accuracy on the SST-2 "
             "carve (600 train / 272 test; one standard error of an accuracy near 80% is ±2.4 points), seeds 0-2, batch 8. "
@@ -108,7 +108,7 @@ def write_report(results: Path, cells: Path) -> None:
             "(AdamW's and zero-shot's from the method comparison). Each optimizer runs from two starts: prompt tuning's "
             "default `--init text` (the task's description, repeated to 20 tokens) and `--init vocab` (20 sampled "
             "vocabulary rows), the start that scored best on the dev carve (below): at 450 forward passes a run ends "
-            "near where it starts.", "", *accuracy_lines(cells, results), "",
+            "near where it starts.", "", *accuracy_lines(cells, results, chosen_init), "",
             "![test accuracy by optimizer](forward_only.png)", "",
             "## Options, chosen on a dev carve", "",
             "Seed 0, 100 of the 600 training examples held out as dev, the other 500 trained on, the same budget; the test "
@@ -121,11 +121,11 @@ def write_report(results: Path, cells: Path) -> None:
             "Target: a forward-only step at most 0.6x AdamW's.", "", *memory_lines(results), "",
             "## Through a server", "", *remote_lines(results), ""]
     write_text_atomic(results.parent / "forward_only.md", "\n".join(text))
-    chart(cells, results.parent / "forward_only.png")
+    chart(cells, results.parent / "forward_only.png", chosen_init)
 
 
-def chart(cells: Path, path: Path) -> None:
-    rows = [(f"{label}\n{init}", [100 * r["accuracy"] for r in seeds_of(cells, name).values()]) for name, label, init in runs()]
+def chart(cells: Path, path: Path, chosen_init: dict) -> None:
+    rows = [(f"{label}\n{init}", [100 * r["accuracy"] for r in seeds_of(cells, name).values()]) for name, label, init in runs(chosen_init)]
     rows = [(label, scores) for label, scores in rows if scores]
     colors = {"adamw": "tab:blue", "zo-sgd": "tab:orange", "cma-es": "tab:green", "sharpzo": "tab:red"}
     figure, axis = plt.subplots(figsize=(8, 4))

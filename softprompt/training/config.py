@@ -113,8 +113,7 @@ class TrainConfig:
     def _check_schedule_options(self) -> None:
         """An update option the optimizer has no use for is refused, not silently dropped."""
         optimizer = optimizer_class(self.optimizer)
-        defaults = {f.name: f.default for f in fields(self)}
-        unused = [name for name in SCHEDULE_OPTIONS if name not in optimizer.reads and getattr(self, name) != defaults[name]]
+        unused = [name for name in SCHEDULE_OPTIONS if name not in optimizer.reads and getattr(self, name) != DEFAULTS[name]]
         if unused:
             source = f" (set by preset {self.preset!r})" if self.preset else ""
             raise SoftPromptError(f"optimizer {self.optimizer!r} does not use {', '.join(unused)}{source}: it reads "
@@ -139,9 +138,8 @@ class TrainConfig:
         presets = method_class(self.method).presets
         if self.preset not in presets:
             raise SoftPromptError(f"method {self.method!r} has no preset {self.preset!r}; its presets: {', '.join(presets) or 'none'}")
-        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
         for key, value in presets[self.preset].get("train", {}).items():
-            if getattr(self, key) == defaults[key]:
+            if getattr(self, key) == DEFAULTS[key]:
                 setattr(self, key, value)
         self.method_options = {**presets[self.preset].get("method_options", {}), **self.method_options}
 
@@ -149,6 +147,10 @@ class TrainConfig:
         tasks = "+".join(Path(name).stem for name in self.task.split(","))
         return Path(self.output_dir or f"runs/{tasks}-{self.method}")
 
+
+
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+"""Each option's default: a preset fills, and an optimizer refuses, only what differs from it."""
 
 def train_command(config: dict) -> str:
     """The `softprompt train` command line for a saved TrainConfig (as a dict): every non-default option."""
