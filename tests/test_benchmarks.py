@@ -143,6 +143,10 @@ def test_compare_picks_each_runs_learning_rate_on_a_dev_carve_and_keeps_budgets_
     assert untuned.returncode == 2 and "give another budget its own --results" in untuned.stderr
     forward_only = compare(*common, "--methods", "prompt-tuning", "--optimizers", "cma-es", "--lr-grid", "0.1")
     assert forward_only.returncode == 2 and "--lr-grid: cma-es has no learning rate to choose" in forward_only.stderr
+    zero_rate = compare(*common, "--methods", "prompt-tuning", "--lr-grid", "0,0.1")
+    assert zero_rate.returncode == 2 and "--lr-grid needs rates > 0 and --dev-size >= 1, got [0.0, 0.1] and 100" in zero_rate.stderr
+    both = compare(*common, "--methods", "prompt-tuning", "--lr-grid", "0.1", "--option", "learning_rate=0.03")
+    assert both.returncode == 2 and "--lr-grid chooses the learning rate: drop --option learning_rate" in both.stderr
 
 
 def test_compare_runs_a_preset_as_a_variant_at_the_comparisons_budget(tmp_path, tiny_model_dir, reviews_file):
