@@ -293,3 +293,21 @@ def test_serve_speed_scheduling_part_compares_continuous_and_static_servers(tmp_
     assert "completions 4 (24 tokens)" in report  # 2 generating clients x 2 completions x 6 tokens, on each server
     assert "short requests' p99 latency, continuous / old static batcher =" in report
     assert "completions throughput, batched / one-at-a-time =" in report
+
+
+def test_bf16_report_pairs_the_dtypes_row_by_row_over_the_seeds_that_recorded_rows(tmp_path):
+    def dtype(correct: str, tokens_per_s: float) -> dict:
+        return {"accuracy": correct.count("1") / len(correct), "tokens_per_s": tokens_per_s, "steps": 3, "correct": correct}
+
+    (tmp_path / "sst2-seed0.json").write_text(json.dumps({"seed": 0, "float32": {"accuracy": 0.9, "tokens_per_s": 40, "steps": 3},
+                                                          "bfloat16": {"accuracy": 0.8, "tokens_per_s": 20, "steps": 3}}))
+    (tmp_path / "sst2-seed1.json").write_text(json.dumps({"seed": 1, "float32": dtype("1111100000", 40), "bfloat16": dtype("1110000001", 10)}))
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bf16_cpu.py"), "--report-only", "--results", str(tmp_path),
+                          "--output", str(tmp_path / "report.txt")], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    report = (tmp_path / "report.txt").read_text()
+    assert "seed 0: float32 90.0%, bfloat16 80.0% (-10.0 points); training tokens/s 40 vs 20 (0.50x); 3 steps; rows not recorded" in report
+    assert "seed 1: float32 50.0%, bfloat16 40.0% (-10.0 points); training tokens/s 40 vs 10 (0.25x)" in report
+    assert "mean bf16 - fp32 over 2 seed(s): -10.0 points" in report
+    # seed 1 alone is paired: bf16 right alone on row 10, fp32 alone on rows 4 and 5; exact p = 2 * P(X <= 1 | 3) = 1.0
+    assert "paired over 10 rows: bf16 right alone on 1, fp32 alone on 2; McNemar p = 1.000" in report
