@@ -2,7 +2,8 @@
 
 Each (method, task, seed) cell is its own run whose result is kept as a JSON file under the results
 folder; cells already there are skipped, and the report (docs/results.md + a bar chart) is rebuilt from
-whatever cells exist, marking the missing ones. So the grid can be filled over several sessions.
+whatever cells exist, marking the missing ones. So the grid can be filled over several sessions: a run stopped
+mid-cell resumes from its last checkpoint (every 25 steps, under <results>/.runs/, which git ignores).
 
     python benchmarks/compare.py                       # the full grid (many hours on 2 CPU cores)
     python benchmarks/compare.py --tasks sst2 --seeds 0 --methods prompt-tuning,capt
@@ -34,10 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -61,6 +62,7 @@ from softprompt.tasks import load_task  # noqa: E402
 # the report lives beside this script, and a script's own folder is first on sys.path
 from compare_report import JOINT, LORA, TASKS, ZERO_SHOT, carve_stats, chart, grid_so_far, report_text  # noqa: E402
 
+CHECKPOINT_EVERY = 25  # steps: what a run stopped mid-cell can lose
 LORA_OPTIONS = {"rank": 8, "alpha": 16.0, "target_modules": "q_proj,v_proj"}  # the LoRA baseline's fixed shape: r=8 on q,v
 
 
@@ -86,29 +88,36 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
 
     With --lr-grid, one run per rate trains on the train carve less a dev carve of --dev-size rows (seeded by the
     seed; the test carve is never read) and the rate whose best epoch scores highest on the dev carve is the one
-    whose prompt is tested; every rate's dev score goes into the cell."""
+    whose prompt is tested; every rate's dev score goes into the cell.
+
+    Each run checkpoints into the cell's work folder (work_folder) and resumes from there: a grid stopped mid-cell
+    (a session's end) loses at most CHECKPOINT_EVERY steps of it."""
+    from softprompt.training import checkpoints
     from softprompt.training.outputs import finish
     from softprompt.training.trainer import Trainer
 
     rates = args.lr_grid or [learning_rate]
-    with tempfile.TemporaryDirectory() as folder:
-        chosen, dev_scores = None, {}
-        for k, rate in enumerate(rates):
-            config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer,
-                                            max_steps=steps_within(optimizer, {}, args.steps) * len(tasks),
-                                            method_options={**preset_options(method, args.preset), **options}, learning_rate=rate,
-                                            batch_size=args.batch_size, max_length=args.max_length, output_dir=f"{folder}/{k}",
-                                            zero_shot=False, checkpoint_every=10**9,
-                                            dev_size=args.dev_size if args.lr_grid else 0)  # no grid: train on the whole carve, keep the last prompt
-            trainer = Trainer(config, base=args.base)
-            trainer.train()
-            dev_scores[rate] = trainer.best_score
-            if chosen is None or trainer.best_score > chosen.best_score:  # ties: the earlier (smaller) rate
-                chosen = trainer
-            else:
-                del trainer  # only the chosen run's prompt is kept
-        result = finish(chosen)
-        log = [json.loads(line) for line in (chosen.output_dir / "metrics.jsonl").read_text().splitlines()]
+    work = work_folder(args, method, tasks, seed, optimizer)
+    chosen, dev_scores = None, {}
+    for rate in rates:
+        config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer,
+                                        max_steps=steps_within(optimizer, {}, args.steps) * len(tasks),
+                                        method_options={**preset_options(method, args.preset), **options}, learning_rate=rate,
+                                        batch_size=args.batch_size, max_length=args.max_length, output_dir=str(work / f"lr={rate:g}"),
+                                        zero_shot=False, checkpoint_every=CHECKPOINT_EVERY,
+                                        dev_size=args.dev_size if args.lr_grid else 0)  # no grid: train on the whole carve, keep the last prompt
+        trainer = Trainer(config, base=args.base)
+        if (trainer.output_dir / checkpoints.CHECKPOINT).exists():
+            checkpoints.load(trainer)  # refuses a checkpoint of another run
+            print(f"    lr {rate:g}: resumed at step {trainer.step}", flush=True)
+        trainer.train()
+        dev_scores[rate] = trainer.best_score
+        if chosen is None or trainer.best_score > chosen.best_score:  # ties: the earlier (smaller) rate
+            chosen = trainer
+        else:
+            del trainer  # only the chosen run's prompt is kept
+    result = finish(chosen)
+    log = [json.loads(line) for line in (chosen.output_dir / "metrics.jsonl").read_text().splitlines()]
     joint = {"joint_tasks": tasks} if len(tasks) > 1 else {}
     cost = {"forward_passes": sum(r.get("forward_passes", 0) for r in log)}
     settings = {"train_settings": {**{key: getattr(chosen.config, key) for key in ("learning_rate", "lr_schedule", "batch_size", "max_steps")},
@@ -118,6 +127,11 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
     return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint, **cost, **settings,  # prompts come in the order of the tasks
                    **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps", "correct")}}
             for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
+
+
+def work_folder(args, method: str, tasks: list[str], seed: int, optimizer: str) -> Path:
+    """Where a run's checkpoints wait until its cells are written (then it is removed; git ignores .runs/)."""
+    return args.results / ".runs" / "+".join(Path(t).stem for t in tasks) / variant_name(method, args.variant, optimizer) / f"seed{seed}"
 
 
 def preset_options(method: str, preset: str) -> dict:
@@ -183,12 +197,16 @@ def budget(args) -> dict:
 
 
 def check_budget(args) -> None:
-    """Refuse to add cells to a folder whose cells ran on another budget (they would be skipped as done, or
-    compared with cells that had more or less of a chance)."""
-    others = sorted({json.dumps(r["budget"]) for r in cell_records(args.results) if r["budget"] != budget(args)})
+    """Refuse to add cells to a folder whose cells, or unfinished runs, ran on another budget (they would be
+    skipped as done, resumed, or compared with cells that had more or less of a chance)."""
+    unfinished = args.results / ".runs" / "budget.json"
+    recorded = [r["budget"] for r in cell_records(args.results)] + ([json.loads(unfinished.read_text())] if unfinished.exists() else [])
+    others = sorted({json.dumps(b) for b in recorded if b != budget(args)})
     if others:
-        raise SoftPromptError(f"the cells in {args.results} ran with {' or '.join(others)}, this run asks for "
-                              f"{json.dumps(budget(args))}: give another budget its own --results (and --report)")
+        raise SoftPromptError(f"the cells or unfinished runs (.runs/) in {args.results} ran with {' or '.join(others)}, this run "
+                              f"asks for {json.dumps(budget(args))}: give another budget its own --results (and --report)")
+    unfinished.parent.mkdir(parents=True, exist_ok=True)
+    unfinished.write_text(json.dumps(budget(args)))
 
 
 def cell_path(results: Path, method: str, task: str, seed: int, options: dict | None = None, optimizer: str = "adamw") -> Path:
@@ -274,6 +292,7 @@ def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, json.dumps(record, indent=2))
             print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
+        shutil.rmtree(work_folder(args, method, run_tasks, seed, optimizer), ignore_errors=True)  # zero-shot has none
 
 
 def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:

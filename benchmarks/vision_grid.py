@@ -2,8 +2,9 @@
 Fashion-MNIST few-shot tasks, several seeds, all through softprompt's Trainer with the same budget.
 
 Each (method, task, seed) cell is one run kept as JSON under the results folder; cells already there are skipped and
-the report (docs/vision_results.md + a bar chart) is rebuilt from whatever cells exist, naming the missing ones. The
-statistics and the chart are compare_report.py's.
+the report (docs/vision_results.md + a bar chart) is rebuilt from whatever cells exist, naming the missing ones. A grid
+stopped mid-cell resumes that cell from its last checkpoint (every 25 steps, under <results>/.runs/, which git ignores).
+The statistics and the chart are compare_report.py's.
 
     python benchmarks/vision_grid.py                    # the whole grid (hours on 2 shared CPU cores)
     python benchmarks/vision_grid.py --methods linear-probe,vpt-deep --tasks fashion-mnist-10 --seeds 0
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -28,11 +29,13 @@ sys.path.insert(0, str(ROOT))
 import softprompt  # noqa: E402
 from softprompt.backbones import load_model  # noqa: E402
 from softprompt.storage import write_text_atomic  # noqa: E402
+from softprompt.training.checkpoints import CHECKPOINT  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
 
 from compare_report import accuracy_spread, carve_stats, chart, mean_accuracy  # noqa: E402
 
 VIPAMIN = "vpt-deep+vipamin"
+CHECKPOINT_EVERY = 25  # steps: what a grid stopped mid-cell can lose
 METHODS = {  # grid name -> (softprompt method, its options)
     "linear-probe": ("linear-probe", {}),
     "vpt-shallow": ("vpt-shallow", {}),
@@ -50,18 +53,29 @@ def cell_path(results: Path, method: str, task: str, seed: int) -> Path:
     return results / Path(task).name / method / f"seed{seed}.json"  # a task may be a folder of images
 
 
+def work_folder(args, method: str, task: str, seed: int) -> Path:
+    """Where a cell's run checkpoints until the cell is written (then it goes; git ignores .runs/); the budget is in
+    the path, so a run is only ever resumed on its own budget."""
+    return args.results / ".runs" / f"steps{args.steps}-batch{args.batch_size}" / Path(task).name / method / f"seed{seed}"
+
+
 def run_cell(args, method: str, task: str, seed: int) -> dict:
+    """One cell's run, resumed from its work folder's checkpoint when a stopped grid left one (at most
+    CHECKPOINT_EVERY steps are lost)."""
     name, options = METHODS[method]
-    start = time.time()
-    with tempfile.TemporaryDirectory() as folder:
-        config = softprompt.TrainConfig(task=task, method=name, model=args.model, seed=seed, max_steps=args.steps,
-                                        batch_size=args.batch_size, eval_batch_size=32, method_options=options,
-                                        output_dir=folder, checkpoint_every=10**9, dev_size=0)
-        metrics = softprompt.train(config, base=args.base).metrics
+    start, work = time.time(), work_folder(args, method, task, seed)
+    resume = (work / CHECKPOINT).exists()
+    if resume:
+        print(f"    resuming from {work / CHECKPOINT}", flush=True)
+    config = softprompt.TrainConfig(task=task, method=name, model=args.model, seed=seed, max_steps=args.steps,
+                                    batch_size=args.batch_size, eval_batch_size=32, method_options=options,
+                                    output_dir=str(work), checkpoint_every=CHECKPOINT_EVERY, resume=resume, dev_size=0)
+    metrics = softprompt.train(config, base=args.base).metrics
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return {"method": method, "task": task, "seed": seed, "options": options, **metrics, "model": args.model,
             "wall_seconds": round(time.time() - start, 1), "split": load_task(task).split_note, "threads": args.threads,
-            "budget": {"steps": args.steps, "batch_size": args.batch_size}, "command": args.command, "softprompt_commit": commit}
+            "budget": {"steps": args.steps, "batch_size": args.batch_size}, "command": args.command, "softprompt_commit": commit,
+            **({"resumed": True} if resume else {})}  # its wall_seconds cover the last stretch only
 
 
 def fill(args) -> None:
@@ -76,6 +90,7 @@ def fill(args) -> None:
             traceback.print_exc()
             continue
         write_text_atomic(cell_path(args.results, method, task, seed), json.dumps(record, indent=2))
+        shutil.rmtree(work_folder(args, method, task, seed))
         print(f"    accuracy {record['accuracy']:.3f} in {record['wall_seconds']:.0f} s", flush=True)
 
 

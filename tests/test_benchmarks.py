@@ -12,6 +12,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,13 +21,17 @@ def compare(*args):
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def load_report():
-    """benchmarks/compare_report.py as a module, to test the comparison report's functions without running a grid."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # compare_report imports paired.py from beside it, as the scripts do
-    spec = importlib.util.spec_from_file_location("compare_report", ROOT / "benchmarks" / "compare_report.py")
+def load_script(name: str):
+    """benchmarks/<name>.py as a module, to test its functions without running a grid."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import each other from beside them
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_report():
+    return load_script("compare_report")
 
 
 def clock(seconds: float) -> str:
@@ -147,6 +153,42 @@ def test_compare_picks_each_runs_learning_rate_on_a_dev_carve_and_keeps_budgets_
     assert zero_rate.returncode == 2 and "--lr-grid needs rates > 0 and --dev-size >= 1, got [0.0, 0.1] and 100" in zero_rate.stderr
     both = compare(*common, "--methods", "prompt-tuning", "--lr-grid", "0.1", "--option", "learning_rate=0.03")
     assert both.returncode == 2 and "--lr-grid chooses the learning rate: drop --option learning_rate" in both.stderr
+
+
+def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tiny_model_dir, reviews_file, monkeypatch, capsys):
+    from softprompt.training.trainer import Trainer
+
+    compare_script = load_script("compare")
+    monkeypatch.setattr(compare_script, "CHECKPOINT_EVERY", 2)
+
+    def run(results: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["compare.py", "--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "4",
+                                          "--batch-size", "4", "--seeds", "0", "--methods", "prompt-tuning", "--lr-grid", "0.3,0.001",
+                                          "--dev-size", "4", "--results", str(tmp_path / results), "--report", str(tmp_path / f"{results}.md")])
+        compare_script.main()
+
+    run("straight")
+    original_step = Trainer._step
+
+    def dies_in_the_second_rate(self, group):
+        record = original_step(self, group)
+        if self.step == 3 and self.config.learning_rate == 0.001:
+            raise KeyboardInterrupt  # a session's end: step 2's checkpoint survives, and the first rate's whole run
+        return record
+
+    monkeypatch.setattr(Trainer, "_step", dies_in_the_second_rate)
+    with pytest.raises(KeyboardInterrupt):
+        run("stopped")
+    monkeypatch.setattr(Trainer, "_step", original_step)
+    assert not (tmp_path / "stopped" / "reviews").exists()
+    capsys.readouterr()
+    run("stopped")
+    out = capsys.readouterr().out
+    assert "lr 0.3: resumed at step 4" in out and "lr 0.001: resumed at step 2" in out
+    straight, resumed = (json.loads((tmp_path / name / "reviews" / "prompt-tuning" / "seed0.json").read_text()) for name in ("straight", "stopped"))
+    assert {key: resumed[key] for key in ("accuracy", "correct", "dev_scores", "steps")} == \
+        {key: straight[key] for key in ("accuracy", "correct", "dev_scores", "steps")}
+    assert not (tmp_path / "stopped" / ".runs" / "reviews" / "prompt-tuning" / "seed0").exists()  # the work folder goes once the cell is written
 
 
 def test_compare_runs_a_preset_as_a_variant_at_the_comparisons_budget(tmp_path, tiny_model_dir, reviews_file):
