@@ -1,7 +1,10 @@
 """Where CaPT's capsule goes on a model with a first-token attention sink (issue 24): the untrained capsule
 (task vectors p = 0, so the capsule is the pure mean of the input's states) placed at position 0 against the
 same capsule after a BOS token, beside the bare model. SST-2 seeded carve, all 272 test rows, smollm2-135m.
-Also the norm of the position-0 hidden state entering layer 20 (the sink's signature: a huge norm).
+Also the norm of the position-0 hidden state entering layer 20 (the sink's signature: a huge norm), and, to find
+what does the harm, the same slot filled otherwise: a zero vector at every layer, or the mean written at the
+input only (a plain extra token, left to the model from there). "positive": the share of rows answered positive
+(a run at chance that answers one label for every row has a bias to unlearn, not lost information).
 
     python benchmarks/capt_sink.py --output benchmarks/results/capt_sink.txt
 """
@@ -16,8 +19,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from softprompt.backbones import load_model, prompted_forward  # noqa: E402
-from softprompt.evaluation import evaluate, zero_shot  # noqa: E402
+from softprompt.backbones import Injection, load_model, masked_mean, prompted_forward  # noqa: E402
+from softprompt.evaluation import evaluate  # noqa: E402
 from softprompt.methods import build_method  # noqa: E402
 from softprompt.runtime.batching import encode, make_inputs  # noqa: E402
 from softprompt.runtime.scoring import no_prompt  # noqa: E402
@@ -41,20 +44,41 @@ def position_zero_norm(base, prompt_fn, task) -> float:
     return sum(norms) / len(norms)
 
 
+def capsule_slot(fill: str, every_layer: bool):
+    """A prompt function with CaPT's one slot before the text, filled with the input's mean state ("mean") or a zero
+    vector ("zero"), at every layer's entry or at the input only."""
+    def prompt_fn(inputs):
+        def rewrite(layer: int, hidden: torch.Tensor) -> torch.Tensor:
+            if layer and not every_layer:
+                return hidden
+            text = hidden[:, 1:]
+            state = masked_mean(text, inputs.context) if fill == "mean" else text.new_zeros(len(text), text.shape[-1])
+            return torch.cat([state.unsqueeze(1).to(hidden.dtype), text], dim=1)
+        return Injection(embeds=inputs.input_embeds.new_zeros(inputs.batch_size, 1, inputs.input_embeds.shape[-1]), before_layer=rewrite)
+    return prompt_fn
+
+
+def row(label: str, base, prompt_fn, task) -> str:
+    result = evaluate(base, prompt_fn, task, per_example=True)
+    positive = [word.strip() for word in task.label_words].index("positive")
+    answered = [e.label if right == "1" else 1 - e.label for e, right in zip(task.test, result["correct"])]  # two labels
+    return (f"{label:42} accuracy {result['accuracy']:.1%}  positive {answered.count(positive) / len(answered):.0%}  "
+            f"|h0| entering layer {LAYER}: {position_zero_norm(base, prompt_fn, task):,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="")
     args = parser.parse_args()
     base, task = load_model("smollm2-135m"), load_task("sst2")
     lines = ["# python benchmarks/capt_sink.py (sst2: seeded carve of the 872-row validation split, 272 test rows; "
-             "untrained capsule, p = 0)"]
-    bare = zero_shot(base, task)["accuracy"]
-    lines.append(f"bare model (zero-shot)          accuracy {bare:.1%}  |h0| entering layer {LAYER}: "
-                 f"{position_zero_norm(base, no_prompt, task):,.0f}")
+             "untrained capsule, p = 0)", row("bare model (zero-shot)", base, no_prompt, task)]
     for label, sink in (("capsule at position 0 (paper)", False), ("BOS sink, then the capsule", True)):
-        method = build_method("capt", base, {"sink_token": sink}).eval()
-        accuracy = evaluate(base, method, task)["accuracy"]
-        lines.append(f"{label:31} accuracy {accuracy:.1%}  |h0| entering layer {LAYER}: {position_zero_norm(base, method, task):,.0f}")
+        lines.append(row(label, base, build_method("capt", base, {"sink_token": sink}).eval(), task))
+    for label, fill, every_layer in (("slot: zero vector at every layer", "zero", True),
+                                     ("slot: the mean at the input only", "mean", False),
+                                     ("slot: zero vector at the input only", "zero", False)):
+        lines.append(row(label, base, capsule_slot(fill, every_layer), task))
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.output:

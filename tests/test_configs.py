@@ -85,7 +85,8 @@ def test_a_preset_fills_what_was_not_given_and_explicit_options_win():
     assert paper.method_options == {"num_virtual_tokens": 40, "num_experts": 2, "rank": 36, "router_noise": 0.01}
     mine = TrainConfig(method="lopa", preset="paper", method_options={"dropout": 0.3})
     assert mine.method_options == {"instance_encoder": "base-last", "encoder_hidden_size": 0, "dropout": 0.3}
-    assert TrainConfig(method="capt", preset="paper").method_options == {"sink_token": False, "mean_includes_capsule": False}
+    assert TrainConfig(method="capt", preset="paper").method_options == {"sink_token": False, "mean_includes_capsule": False,
+                                                                        "mean_gate": False}
 
 
 def test_an_unknown_preset_names_the_ones_there_are():

@@ -26,11 +26,13 @@ def masked_mean(states, mask):
     return (states * mask).sum(1) / mask.sum(1)
 
 
-@pytest.mark.parametrize("sink, with_own_state", [(False, False), (True, False), (True, True)])
-def test_capt_capsule_is_task_vector_plus_mean_of_previous_layer(tiny_base, tiny_task, sink, with_own_state):
-    method = build_method("capt", tiny_base, {"sink_token": sink, "mean_includes_capsule": with_own_state})
+@pytest.mark.parametrize("sink, with_own_state, gated", [(False, False, False), (True, False, False), (True, True, False), (False, False, True)])
+def test_capt_capsule_is_task_vector_plus_mean_of_previous_layer(tiny_base, tiny_task, sink, with_own_state, gated):
+    method = build_method("capt", tiny_base, {"sink_token": sink, "mean_includes_capsule": with_own_state, "mean_gate": gated})
     with torch.no_grad():
         method.task_vectors.normal_()
+        if gated:
+            method.mean_gates.normal_()
     inputs = batch_of(tiny_base, tiny_task)
     entering, leaving = {}, {}
     hooks = []
@@ -53,8 +55,23 @@ def test_capt_capsule_is_task_vector_plus_mean_of_previous_layer(tiny_base, tiny
             mean = (own[i] + (previous[i] * mask.unsqueeze(-1)).sum(1)) / (mask.sum(1, keepdim=True) + 1)
         else:
             mean = masked_mean(previous[i], mask)
-        torch.testing.assert_close(entering[i][:, at], method.task_vectors[i] + mean, atol=1e-5, rtol=1e-5)
-    assert sum(p.numel() for p in method.parameters()) == tiny_base.num_layers * tiny_base.hidden_size
+        gate = method.mean_gates[i] if gated else 1.0
+        torch.testing.assert_close(entering[i][:, at], method.task_vectors[i] + gate * mean, atol=1e-5, rtol=1e-5)
+    assert sum(p.numel() for p in method.parameters()) == tiny_base.num_layers * (tiny_base.hidden_size + gated)
+
+
+def test_capt_gated_capsule_starts_as_a_zero_vector_and_its_gates_learn(tiny_base, tiny_task):
+    method = build_method("capt", tiny_base, {"mean_gate": True})
+    inputs = batch_of(tiny_base, tiny_task)
+    entering = {}
+    hooks = [layer.input_layernorm.register_forward_pre_hook(lambda m, a, i=i: entering.__setitem__(i, a[0]))
+             for i, layer in enumerate(tiny_base.layers)]
+    logits = prompted_forward(tiny_base, method(inputs), inputs)[0].logits
+    for hook in hooks:
+        hook.remove()
+    assert all(torch.count_nonzero(entering[i][:, 0]) == 0 for i in entering)  # untrained: the slot is empty at every layer
+    logits[:, -1].logsumexp(-1).sum().backward()
+    assert method.mean_gates.grad.abs().min() > 0  # each layer's gate gets a gradient from its mean
 
 
 def test_lopa_prompt_is_shared_times_sigmoid_of_low_rank_product(tiny_base, tiny_task):
