@@ -279,7 +279,8 @@ def paired_lines_per_claim(cells: dict, tasks: list[str]) -> list[str]:
                 found.append(f"- {claim}, {task}: {result.difference:+.1f} points over {result.rows} paired rows "
                              f"({result.method_only} vs {result.baseline_only} right alone), p = {result.p_value:.3f}, "
                              f"detectable {result.detectable:.1f}: **{result.verdict()}**")
-    return lines + (found or ["- no cell has per-row outcomes yet (cells written before they were recorded): rerun the grid"])
+    return lines + (found or ["- no claim yet has cells of both its method and its baseline with per-row outcomes "
+                              "(cells written before they were recorded need a rerun)"])
 
 
 def row_outcomes(cells: dict, method: str, task: str) -> dict[int, str]:
@@ -293,8 +294,8 @@ def zero_shot_lines(cells: dict, methods: list[str], tasks: list[str]) -> list[s
     for task in [t for t in MUST_BEAT_ZERO_SHOT if t in tasks]:
         floor = mean_accuracy(cells, ZERO_SHOT, task)
         scores = {m: mean_accuracy(cells, m, task) for m in methods if m != ZERO_SHOT}
-        if floor is None:
-            lines.append(f"- every method beats zero-shot on {task}: no zero-shot cell yet: **open**")
+        if floor is None or not any(v is not None for v in scores.values()):
+            lines.append(f"- every method beats zero-shot on {task}: no {'zero-shot' if floor is None else 'trained'} cell yet: **open**")
             continue
         below = [f"{m} {v:.1f}" for m, v in scores.items() if v is not None and v <= floor]
         missing = [m for m, v in scores.items() if v is None]

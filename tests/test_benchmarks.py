@@ -258,6 +258,14 @@ def test_claims_are_judged_from_the_cells_present():
     assert "3 of 5 do; not: capt 70.0; no cell yet: lora" in floor and floor.endswith("**does not hold**")
 
 
+def test_no_claim_holds_before_anything_is_measured_against_zero_shot():
+    report_module = load_report()
+    zero_shot_only = {("zero-shot", "sst2"): [{"seed": 0, "accuracy": 0.78, "correct": "10"}]}
+    lines = report_module.zero_shot_lines(zero_shot_only, ["zero-shot", "prompt-tuning"], ["sst2"])
+    assert lines == ["- every method beats zero-shot on sst2: no trained cell yet: **open**"]
+    assert report_module.paired_lines_per_claim(zero_shot_only, ["sst2"])[-1].startswith("- no claim yet has cells of both")
+
+
 def test_claims_are_compared_seed_by_seed_on_the_seeds_both_have():
     report_module = load_report()
     cells = {("prompt-tuning", "sst2"): [{"seed": 0, "accuracy": 0.80}, {"seed": 1, "accuracy": 0.82}, {"seed": 2, "accuracy": 0.84}],

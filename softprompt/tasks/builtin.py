@@ -138,7 +138,7 @@ TASKS: dict[str, BuiltinTask] = {
                         "Choose the more plausible cause or effect of the premise.", length_normalized=True),
     "arc-easy": BuiltinTask(lambda: read_arrow("ai2_arc/ARC-Easy/validation"), _arc, 370,
                             "Answer the grade-school science question.", length_normalized=True),
-    "piqa": BuiltinTask(lambda: read_arrow("piqa/plain_text/validation"), _piqa, 1338,
+    "piqa": BuiltinTask(lambda: read_arrow("piqa/plain_text/validation"), _piqa, 838,  # 1,000 test rows: ± 1.5 points
                         "Choose the solution that achieves the physical goal.", length_normalized=True),
     "winogrande": BuiltinTask(lambda: read_arrow("winogrande/winogrande_xl/validation"), _winogrande, 267,
                               "Decide whom or what the blank in the sentence refers to."),
