@@ -361,3 +361,11 @@ def test_bf16_report_pairs_the_dtypes_row_by_row_over_the_seeds_that_recorded_ro
     assert "mean bf16 - fp32 over 2 seed(s): -10.0 points" in report
     # seed 1 alone is paired: bf16 right alone on row 10, fp32 alone on rows 4 and 5; exact p = 2 * P(X <= 1 | 3) = 1.0
     assert "paired over 10 rows: bf16 right alone on 1, fp32 alone on 2; McNemar p = 1.000" in report
+
+
+def test_forward_only_rows_are_paired_with_zero_shots_answers_on_every_seed():
+    report_module = load_script("forward_only_report")
+    bare = {"seed": 0, "accuracy": 0.5, "correct": "1100"}
+    records = {0: {"correct": "1111"}, 1: {"correct": "1110"}}  # right alone on rows 3-4 of seed 0 and row 3 of seed 1
+    assert report_module.against_zero_shot(records, bare).startswith("+37.5, p = 0.25, detectable ")
+    assert report_module.against_zero_shot(records, {"accuracy": 0.5}) == "zero-shot's rows not recorded"
