@@ -44,12 +44,12 @@ def position_zero_norm(base, prompt_fn, task) -> float:
     return sum(norms) / len(norms)
 
 
-def capsule_slot(fill: str, every_layer: bool):
-    """A prompt function with CaPT's one slot before the text, filled with the input's mean state ("mean") or a zero
-    vector ("zero"), at every layer's entry or at the input only."""
+def slot_at_input(fill: str):
+    """A prompt function with CaPT's one slot before the text, written once at the input (then left to the model)
+    with the input's mean embedding ("mean") or a zero vector ("zero")."""
     def prompt_fn(inputs):
         def rewrite(layer: int, hidden: torch.Tensor) -> torch.Tensor:
-            if layer and not every_layer:
+            if layer:
                 return hidden
             text = hidden[:, 1:]
             state = masked_mean(text, inputs.context) if fill == "mean" else text.new_zeros(len(text), text.shape[-1])
@@ -75,10 +75,10 @@ def main() -> None:
              "untrained capsule, p = 0)", row("bare model (zero-shot)", base, no_prompt, task)]
     for label, sink in (("capsule at position 0 (paper)", False), ("BOS sink, then the capsule", True)):
         lines.append(row(label, base, build_method("capt", base, {"sink_token": sink}).eval(), task))
-    for label, fill, every_layer in (("slot: zero vector at every layer", "zero", True),
-                                     ("slot: the mean at the input only", "mean", False),
-                                     ("slot: zero vector at the input only", "zero", False)):
-        lines.append(row(label, base, capsule_slot(fill, every_layer), task))
+    # untrained, the gated capsule's mean enters with gate 0: the slot holds a zero vector at every layer
+    lines.append(row("slot: zero vector at every layer", base, build_method("capt", base, {"mean_gate": True}).eval(), task))
+    for label, fill in (("slot: the mean at the input only", "mean"), ("slot: zero vector at the input only", "zero")):
+        lines.append(row(label, base, slot_at_input(fill), task))
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.output:

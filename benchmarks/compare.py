@@ -198,7 +198,8 @@ def budget(args) -> dict:
 
 def check_budget(args) -> None:
     """Refuse to add cells to a folder whose cells, or unfinished runs, ran on another budget (they would be
-    skipped as done, resumed, or compared with cells that had more or less of a chance)."""
+    skipped as done, resumed, or compared with cells that had more or less of a chance); else record this budget
+    as the one the folder's unfinished runs (.runs/) belong to."""
     unfinished = args.results / ".runs" / "budget.json"
     recorded = [r["budget"] for r in cell_records(args.results)] + ([json.loads(unfinished.read_text())] if unfinished.exists() else [])
     others = sorted({json.dumps(b) for b in recorded if b != budget(args)})

@@ -34,8 +34,9 @@ class CapsulePromptTuning(PromptMethod):
     L scalars g, starting at 0, are trained too). Choices the paper leaves open: p starts at zero
     (the capsule is then the pure instance summary), and pad positions never enter the mean. Untrained, the
     capsule sends SmolLM2 to chance on SST-2 whether or not a BOS sink precedes it (sink_token;
-    benchmarks/results/capt_sink.txt): the mean state itself, not the lost sink, is what disturbs the model: the mean written once, at the input,
-    does the same, while a zero vector in the slot keeps the model near its zero-shot accuracy (mean_gate).
+    benchmarks/results/capt_sink.txt): the mean state itself, not the lost sink, is what disturbs the model: the
+    mean written once, at the input, does the same, while a zero vector in the slot keeps the model near its
+    zero-shot accuracy (mean_gate).
     """
 
     name = "capt"

@@ -148,9 +148,9 @@ class TrainConfig:
         return Path(self.output_dir or f"runs/{tasks}-{self.method}")
 
 
-
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 """Each option's default: a preset fills, and an optimizer refuses, only what differs from it."""
+
 
 def train_command(config: dict) -> str:
     """The `softprompt train` command line for a saved TrainConfig (as a dict): every non-default option."""
