@@ -191,6 +191,15 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
     assert not (tmp_path / "stopped" / ".runs" / "reviews" / "prompt-tuning" / "seed0").exists()  # the work folder goes once the cell is written
 
 
+def test_compare_refuses_to_resume_unfinished_runs_of_another_budget(tmp_path, tiny_model_dir, reviews_file):
+    (tmp_path / "cells" / ".runs").mkdir(parents=True)  # a grid stopped before its first cell, at 300 steps
+    (tmp_path / "cells" / ".runs" / "budget.json").write_text(json.dumps({"steps": 300, "batch_size": 4, "max_length": 256}))
+    run = compare("--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0",
+                  "--methods", "prompt-tuning", "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md"))
+    assert run.returncode == 2 and "cells or unfinished runs (.runs/)" in run.stderr and '{"steps": 300' in run.stderr
+    assert not (tmp_path / "cells" / "reviews").exists()  # nothing ran
+
+
 def test_compare_runs_a_preset_as_a_variant_at_the_comparisons_budget(tmp_path, tiny_model_dir, reviews_file):
     common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0",
               "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
