@@ -58,6 +58,8 @@ def test_compare_fills_cells_skips_done_ones_and_reports_missing(tmp_path, tiny_
     above = [entry for entry in above if float(entry.split()[-1]) > 50]
     assert f"- reviews (floor 50.0): {len(above)} of 3 measured" + (f": {', '.join(above)}" if above else "") + "\n" in report
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Only tasks with at least 200 labelled test rows judge a claim; in the table only: reviews (2 rows, ± 35.4)." in report
+    assert "- LoPA >= prompt tuning (same m), needed on 0 of 0 tasks" in report  # a 2-row carve judges nothing
 
     plan = compare(*common, "--methods", "zero-shot,prompt-tuning,lora,capt", "--seeds", "0,1", "--plan")
     walls = {name: json.loads((tmp_path / "cells" / "reviews" / name / "seed0.json").read_text())["wall_seconds"]
@@ -99,7 +101,7 @@ def test_compare_trains_multitask_prompt_tuning_once_for_all_tasks(tmp_path, tin
 def test_compare_keeps_variant_cells_apart_and_reports_them_beside_the_defaults(tmp_path, tiny_model_dir, reviews_file):
     """--option runs a variant: its cells get their own folder and table, and the option reaches the method."""
     common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0",
-              "--methods", "prompt-tuning", "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
+              "--methods", "prompt-tuning", "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "variants.md")]
     assert compare(*common).returncode == 0
     run = compare(*common, "--option", "num_virtual_tokens=4")
     assert run.returncode == 0, run.stderr
@@ -107,10 +109,14 @@ def test_compare_keeps_variant_cells_apart_and_reports_them_beside_the_defaults(
                         for name in ("prompt-tuning", "prompt-tuning@num_virtual_tokens=4"))
     assert variant["options"] == {"num_virtual_tokens": 4} and "options" not in default
     assert 5 * variant["trainable_parameters"] == default["trainable_parameters"]  # 4 tokens instead of the default 20
-    report = (tmp_path / "results.md").read_text()
+    report = (tmp_path / "variants.md").read_text()
     assert f"| prompt-tuning | {100 * default['accuracy']:.1f} (1/1) |" in report  # the variant does not join the main row
     assert (f"| prompt-tuning@num_virtual_tokens=4 | {100 * variant['accuracy']:.1f} vs {100 * default['accuracy']:.1f} (1) |"
             in report)
+    difference = 100 * (variant["accuracy"] - default["accuracy"])
+    assert f"- prompt-tuning@num_virtual_tokens=4 vs prompt-tuning, reviews: {difference:+.1f} points over 2 paired rows" in report
+    assert report.endswith("![accuracy by method and task](variants.png)\n")  # the report's own chart, not another report's
+    assert (tmp_path / "variants.png").exists() and not (tmp_path / "results.png").exists()
 
     typo = compare(*common, "--option", "num_virtual_token=4")
     assert typo.returncode == 2 and "unknown option(s) ['num_virtual_token']" in typo.stderr
@@ -265,6 +271,31 @@ def test_claims_are_judged_from_the_cells_present():
     assert claims["PT-MoE >= prompt tuning"].endswith("**open** (on 1 of 2 seeds)")
     floor = next(line for line in lines if "zero-shot (75.0) on sst2" in line)
     assert "3 of 5 do; not: capt 70.0; no cell yet: lora" in floor and floor.endswith("**does not hold**")
+
+
+def test_only_test_carves_big_enough_to_decide_judge_claims():
+    """RTE (100 rows) and MRPC (128) stay in the table but judge no claim; a task without labels judges none either."""
+    report_module = load_report()
+    carves = {"sst2": report_module.CarveStats(272, 50.0, 3.0), "rte": report_module.CarveStats(100, 59.0, 4.9),
+              "boolq": report_module.CarveStats(1000, 60.6, 1.5), "unlabelled": None}
+    judging = report_module.claim_tasks(["sst2", "rte", "boolq", "unlabelled"], carves)
+    assert judging == ["sst2", "boolq"]
+    assert report_module.left_out_note(["sst2", "rte", "boolq", "unlabelled"], judging, carves) == (
+        "Only tasks with at least 200 labelled test rows judge a claim; in the table only: rte (100 rows, ± 4.9), unlabelled (no labelled test rows).")
+    assert report_module.left_out_note(["sst2"], ["sst2"], carves) == ""
+
+
+def test_a_variant_is_paired_row_by_row_with_its_methods_defaults():
+    report_module = load_report()
+    cells = {("lopa", "sst2"): [{"seed": 0, "correct": "1" * 20 + "0" * 10}, {"seed": 1, "correct": "1" * 30}],
+             ("lopa@preset=paper", "sst2"): [{"seed": 0, "correct": "0" * 10 + "1" * 20}],  # 20 rows swap: 2.80 * sqrt((20/30) / 30) = 41.8 detectable
+             ("capt@preset=paper", "sst2"): [{"seed": 1, "correct": "0" * 10 + "1" * 20}]}  # 10 rows lost, none gained
+    assert report_module.variant_paired_lines(cells, ["capt@preset=paper", "lopa@preset=paper"], ["sst2", "boolq"]) == [
+        "", "Paired row by row (McNemar's exact test, seeds pooled, as for the claims):", "",
+        "- lopa@preset=paper vs lopa, sst2: +0.0 points over 30 paired rows (10 vs 10 right alone), p = 1.000, detectable 41.8: **no difference found**"]
+    cells[("capt", "sst2")] = [{"seed": 1, "correct": "1" * 30}]
+    assert report_module.variant_paired_lines(cells, ["capt@preset=paper"], ["sst2"])[-1] == (
+        "- capt@preset=paper vs capt, sst2: -33.3 points over 30 paired rows (0 vs 10 right alone), p = 0.002, detectable 29.5: **worse**")
 
 
 def test_no_claim_holds_before_anything_is_measured_against_zero_shot():
