@@ -25,6 +25,7 @@ script refuses to add cells of another, so a tuned grid gets its own folder and 
     python benchmarks/compare.py --methods lopa,capt,pt-moe --preset paper     # the paper recipes' shapes, as variants
 
 A --preset run takes the preset's method options only: steps, batch and rate stay the comparison's, equal for all.
+A method whose preset is its defaults (CaPT's paper preset) runs nothing: its default cells are that recipe.
 
 --optimizers adds an axis: a forward-only optimizer's cells (e.g. prompt-tuning+cma-es/) get the forward passes
 AdamW's --steps cost (a step: a forward and a backward pass, counted as two forward passes) and are reported
@@ -138,6 +139,12 @@ def preset_options(method: str, preset: str) -> dict:
     """A preset's method options (the recipe's shape). Its training values (steps, batch, rate) are not taken: every
     method of a comparison gets the same budget, and the rate is the method's default or the grid's choice."""
     return method_class(method).presets[preset].get("method_options", {}) if preset else {}
+
+
+def preset_changes(method: str, preset: str) -> dict:
+    """The preset's method options that differ from the method's defaults: none, and its cells would repeat the method's."""
+    defaults = method_class(method).config_class()
+    return {key: value for key, value in preset_options(method, preset).items() if getattr(defaults, key) != value}
 
 
 def run_cells(method: str, tasks: list[str], seed: int, args, optimizer: str = "adamw") -> dict[str, dict]:
@@ -343,6 +350,11 @@ def main() -> None:
     except SoftPromptError as error:
         parser.error(str(error))
     args.variant = {**args.options, **({"preset": args.preset} if args.preset else {})}
+    if args.preset and not args.options:
+        same = [method for method in methods if not preset_changes(method, args.preset)]
+        if same:  # e.g. CaPT, published as its defaults are: a variant run would repeat the default cells
+            print(f"--preset {args.preset}: {', '.join(same)} already runs it by default; nothing to run for {'it' if len(same) == 1 else 'them'}", flush=True)
+        methods = [method for method in methods if method not in same]
     if args.plan:
         plan(args, methods, tasks, seeds)
         return

@@ -221,6 +221,10 @@ def test_compare_runs_a_preset_as_a_variant_at_the_comparisons_budget(tmp_path, 
     assert f"| pt-moe@preset=paper | {100 * paper['accuracy']:.1f} vs {100 * default['accuracy']:.1f} (1) |" in report
     assert f"| pt-moe | {100 * default['accuracy']:.1f} (1/1) |" in report
 
+    as_published = compare(*common, "--methods", "capt", "--preset", "paper", "--plan")  # CaPT's defaults are its paper's
+    assert as_published.returncode == 0 and as_published.stdout.startswith(
+        "--preset paper: capt already runs it by default; nothing to run for it\n0 runs to do")
+
     lacking = compare(*common, "--methods", "prompt-tuning", "--preset", "paper")
     assert lacking.returncode == 2 and "--preset paper: prompt-tuning has no such preset (methods with one: capt, lopa, pt-moe)" in lacking.stderr
 
