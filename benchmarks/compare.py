@@ -1,4 +1,4 @@
-"""Compare every method with zero-shot and LoRA on several tasks and seeds, one cell at a time.
+r"""Compare every method with zero-shot and LoRA on several tasks and seeds, one cell at a time.
 
 Each (method, task, seed) cell is its own run whose result is kept as a JSON file under the results
 folder; cells already there are skipped, and the report (docs/results.md + a bar chart) is rebuilt from
@@ -26,6 +26,12 @@ script refuses to add cells of another, so a tuned grid gets its own folder and 
 
 A --preset run takes the preset's method options only: steps, batch and rate stay the comparison's, equal for all.
 A method whose preset is its defaults (CaPT's paper preset) runs nothing: its default cells are that recipe.
+
+--epochs N is the longer budget: every run (each rate of the grid) makes N passes over its train carve less the dev
+carve instead of --steps, in its own folder:
+
+    python benchmarks/compare.py --epochs 10 --lr-grid 1e-3,3e-3,1e-2,3e-2 --tasks sst2 \
+        --results benchmarks/results/compare_10_epochs --report docs/results_10_epochs.md
 
 --optimizers adds an axis: a forward-only optimizer's cells (e.g. prompt-tuning+cma-es/) get the forward passes
 AdamW's --steps cost (a step: a forward and a backward pass, counted as two forward passes) and are reported
@@ -101,8 +107,8 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
     work = work_folder(args, method, tasks, seed, optimizer)
     chosen, dev_scores = None, {}
     for rate in rates:
-        config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer,
-                                        max_steps=steps_within(optimizer, {}, args.steps) * len(tasks),
+        length = {"epochs": args.epochs} if args.epochs else {"max_steps": steps_within(optimizer, {}, args.steps) * len(tasks)}
+        config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer, **length,
                                         method_options={**preset_options(method, args.preset), **options}, learning_rate=rate,
                                         batch_size=args.batch_size, max_length=args.max_length, output_dir=str(work / f"lr={rate:g}"),
                                         zero_shot=False, checkpoint_every=CHECKPOINT_EVERY,
@@ -158,6 +164,9 @@ def run_cells(method: str, tasks: list[str], seed: int, args, optimizer: str = "
 
 
 def check_grid(args) -> None:
+    if args.epochs < 0 or (args.epochs and args.optimizers != "adamw"):
+        raise SoftPromptError(f"--epochs needs a count >= 1 and AdamW alone (a forward-only optimizer's budget is AdamW's "
+                              f"steps in forward passes), got {args.epochs} and {args.optimizers}")
     if not args.lr_grid:
         return
     if args.dev_size < 1 or min(args.lr_grid) <= 0:
@@ -197,9 +206,10 @@ def variant_of(record: dict) -> dict:
 
 
 def budget(args) -> dict:
-    """What every cell of a results folder must share to be compared: steps, batch, input length, and the
+    """What every cell of a results folder must share to be compared: steps (or epochs), batch, input length, and the
     learning-rate grid with its dev carve when there is one."""
-    shared = {"steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length}
+    length = {"epochs": args.epochs} if args.epochs else {"steps": args.steps}
+    shared = {**length, "batch_size": args.batch_size, "max_length": args.max_length}
     return {**shared, "lr_grid": args.lr_grid, "dev_size": args.dev_size} if args.lr_grid else shared
 
 
@@ -323,6 +333,8 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=150, help="AdamW steps per run (the same for every method); "
                         "a forward-only optimizer gets the same forward passes, a backward pass counted as two")
+    parser.add_argument("--epochs", type=int, default=0, help="train this many epochs of each task's train carve "
+                        "(less the dev carve) instead of --steps: the longer budget, in a results folder of its own")
     parser.add_argument("--optimizers", default="adamw", help="comma-separated: AdamW and/or forward-only optimizers")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=256, help="inputs longer than this lose their beginning (BoolQ passages)")

@@ -40,7 +40,7 @@ def report_text(args, cells: dict, methods: list[str], tasks: list[str], seeds: 
     return "\n".join([*header_lines(args, cells), *stale_lines(cells, carves), *table_lines(cells, methods, tasks, seeds, carves), "",
                       *claim_lines(cells, methods, judging, len(seeds), noise, left_out_note(tasks, judging, carves)),
                       *paired_lines(cells, judging), *floor_lines(cells, methods, tasks, floors), *variant_lines(cells, tasks),
-                      *optimizer_lines(cells, tasks, args.steps), *tuning_lines(cells, tasks), *joint_lines(cells, args.steps),
+                      *optimizer_lines(cells, tasks, args.steps), *tuning_lines(cells, tasks), *joint_lines(cells, f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps per task"),
                       "", "Splits:", *[f"- {s}" for s in splits], "",
                       f"![accuracy by method and task]({args.report.with_suffix('.png').name})", ""])
 
@@ -62,7 +62,8 @@ def header_lines(args, cells: dict) -> list[str]:
     return [f"# Method comparison on {args.model}", "",
             f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran:",
             *[f"- `{c}`" for c in commands], "",
-            f"Budget per run: {args.steps} optimizer steps of batch {args.batch_size}, inputs cut to {args.max_length} tokens. "
+            f"Budget per run: {f'{args.epochs} epochs of the train carve' if args.epochs else f'{args.steps} optimizer steps'} "
+            f"in batches of {args.batch_size}, inputs cut to {args.max_length} tokens. "
             + (f"Learning rate: each run trains once per rate of {', '.join(f'{r:g}' for r in args.lr_grid)} on the train carve "
                f"less a dev carve of {args.dev_size} of its rows (seeded by the seed), and the rate whose best epoch scores "
                "highest on the dev carve is the one tested (see \"Chosen learning rates\"); the test carve never picks anything. "
@@ -141,7 +142,7 @@ def tuning_lines(cells: dict, tasks: list[str]) -> list[str]:
     return lines
 
 
-def joint_lines(cells: dict, steps: int) -> list[str]:
+def joint_lines(cells: dict, length: str) -> list[str]:
     """What each JOINT method's cells were trained on, and a warning where seeds come from different task sets."""
     seeds_by_set = {}
     for (name, _), runs in sorted(cells.items()):
@@ -153,7 +154,7 @@ def joint_lines(cells: dict, steps: int) -> list[str]:
     lines = []
     for name, sets in seeds_by_set.items():
         runs = "; ".join(f"on {names} (seeds {', '.join(map(str, sorted(seeds)))})" for names, seeds in sorted(sets.items()))
-        lines.append(f"\n{name}: one run per seed trains on all its tasks at once, for {steps} steps per task: {runs}; "
+        lines.append(f"\n{name}: one run per seed trains on all its tasks at once, for {length}: {runs}; "
                      "its cells are that run's per-task test accuracies."
                      + (" **Its cells mix runs on different task sets: rerun them on one set before comparing.**" if len(sets) > 1 else ""))
     return lines

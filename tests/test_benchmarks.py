@@ -161,6 +161,24 @@ def test_compare_picks_each_runs_learning_rate_on_a_dev_carve_and_keeps_budgets_
     assert both.returncode == 2 and "--lr-grid chooses the learning rate: drop --option learning_rate" in both.stderr
 
 
+def test_compare_trains_an_epoch_budget_in_a_folder_of_its_own(tmp_path, tiny_model_dir, reviews_file):
+    """--epochs N: every rate runs N passes over the train carve less the dev carve, whatever --steps says."""
+    common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--batch-size", "4", "--seeds", "0", "--methods", "prompt-tuning",
+              "--lr-grid", "0.1", "--dev-size", "2", "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
+    run = compare(*common, "--epochs", "2")
+    assert run.returncode == 0, run.stderr
+    cell = json.loads((tmp_path / "cells" / "reviews" / "prompt-tuning" / "seed0.json").read_text())
+    train_rows = sum(1 for _ in reviews_file.open()) - 2 - 2  # less the 2-row test carve and the 2-row dev carve
+    assert cell["steps"] == 2 * math.ceil(train_rows / 4) and cell["train_settings"]["max_steps"] == 0
+    assert cell["budget"] == {"epochs": 2, "batch_size": 4, "max_length": 256, "lr_grid": [0.1], "dev_size": 2}
+    assert "Budget per run: 2 epochs of the train carve in batches of 4" in (tmp_path / "results.md").read_text()
+
+    steps = compare(*common, "--steps", "2")  # the 150-step budget belongs in another folder
+    assert steps.returncode == 2 and "give another budget its own --results" in steps.stderr
+    forward_only = compare(*common, "--epochs", "2", "--optimizers", "zo-sgd")
+    assert forward_only.returncode == 2 and "--epochs needs a count >= 1 and AdamW alone" in forward_only.stderr
+
+
 def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tiny_model_dir, reviews_file, monkeypatch, capsys):
     from softprompt.training.trainer import Trainer
 
