@@ -3,7 +3,8 @@ r"""Compare every method with zero-shot and LoRA on several tasks and seeds, one
 Each (method, task, seed) cell is its own run whose result is kept as a JSON file under the results
 folder; cells already there are skipped, and the report (docs/results.md + a bar chart) is rebuilt from
 whatever cells exist, marking the missing ones. So the grid can be filled over several sessions: a run stopped
-mid-cell resumes from its last checkpoint (every 25 steps, under <results>/.runs/, which git ignores).
+mid-cell resumes from its last checkpoint (every 25 steps, under <results>/.runs/, which git ignores). Several
+processes can fill one folder at once (the same command started once per core): each skips the runs another holds.
 
     python benchmarks/compare.py                       # the full grid (many hours on 2 CPU cores)
     python benchmarks/compare.py --tasks sst2 --seeds 0 --methods prompt-tuning,capt
@@ -40,7 +41,10 @@ in their own rows beside the method under AdamW.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -259,12 +263,33 @@ def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> 
             for s in (seeds if m != ZERO_SHOT else [0]) if m != ZERO_SHOT or o == optimizers[0]]
     runs += [(m, tasks, s, o) for m in methods if m in JOINT for o in optimizers for s in seeds]
 
-    def done(method: str, run_tasks: list[str], seed: int, optimizer: str) -> bool:
-        paths = [cell_path(args.results, method, t, seed, args.variant, optimizer) for t in run_tasks]
-        if len(run_tasks) > 1:
-            return all(joint_tasks_of(path) == run_tasks for path in paths)
-        return paths[0].exists() and joint_tasks_of(paths[0]) is None
-    return [run for run in runs if not done(*run)]
+    return [run for run in runs if not run_done(args, *run)]
+
+
+def run_done(args, method: str, run_tasks: list[str], seed: int, optimizer: str) -> bool:
+    paths = [cell_path(args.results, method, t, seed, args.variant, optimizer) for t in run_tasks]
+    if len(run_tasks) > 1:
+        return all(joint_tasks_of(path) == run_tasks for path in paths)
+    return paths[0].exists() and joint_tasks_of(paths[0]) is None
+
+
+@contextlib.contextmanager
+def other_holder(work: Path):
+    """Hold the run whose work folder this is while the block runs: yields None once this process holds it, else
+    the pid of the live process that does. So several processes filling one results folder (one per core) never
+    run the same cell. The kernel's lock dies with its process: a run stopped by a session's end is free again."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "holder.pid", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            yield lock.read().strip() or "?"
+            return
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield None
 
 
 def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
@@ -295,22 +320,34 @@ def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     todo = runs_to_do(args, methods, tasks, seeds)
     print(f"{len(todo)} runs to do", flush=True)
     for method, run_tasks, seed, optimizer in todo:
-        print(f"--- {variant_name(method, args.variant, optimizer)} on {','.join(run_tasks)}, seed {seed}", flush=True)
-        replaced = [t for t in run_tasks if cell_path(args.results, method, t, seed, args.variant, optimizer).exists()]
-        if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
-            print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
-        start = time.time()
-        results = run_cells(method, run_tasks, seed, args, optimizer)
-        variant = ({"options": args.options} if args.options else {}) | ({"preset": args.preset} if args.preset else {})
-        variant |= {"optimizer": optimizer} if optimizer != "adamw" and method != ZERO_SHOT else {}
-        for task, result in results.items():
-            record = {"method": method, **variant, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
-                      "split": load_task(task).split_note, "budget": budget(args), "command": args.command, **versions()}
-            path = cell_path(args.results, method, task, seed, args.variant, variant.get("optimizer", "adamw"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, json.dumps(record, indent=2))
-            print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
-        shutil.rmtree(work_folder(args, method, run_tasks, seed, optimizer), ignore_errors=True)  # zero-shot has none
+        name = f"{variant_name(method, args.variant, optimizer)} on {','.join(run_tasks)}, seed {seed}"
+        work = work_folder(args, method, run_tasks, seed, optimizer)
+        with other_holder(work) as holder:
+            if holder:
+                print(f"--- {name}: process {holder} is running it; skipped", flush=True)
+                continue
+            if not run_done(args, method, run_tasks, seed, optimizer):  # else another process finished it meanwhile
+                print(f"--- {name}", flush=True)
+                fill_run(args, method, run_tasks, seed, optimizer)
+            shutil.rmtree(work, ignore_errors=True)  # its checkpoints and lock, once its cells are written
+
+
+def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str) -> None:
+    """One run, and its cells written."""
+    replaced = [t for t in run_tasks if cell_path(args.results, method, t, seed, args.variant, optimizer).exists()]
+    if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
+        print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
+    start = time.time()
+    results = run_cells(method, run_tasks, seed, args, optimizer)
+    variant = ({"options": args.options} if args.options else {}) | ({"preset": args.preset} if args.preset else {})
+    variant |= {"optimizer": optimizer} if optimizer != "adamw" and method != ZERO_SHOT else {}
+    for task, result in results.items():
+        record = {"method": method, **variant, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
+                  "split": load_task(task).split_note, "budget": budget(args), "command": args.command, **versions()}
+        path = cell_path(args.results, method, task, seed, args.variant, variant.get("optimizer", "adamw"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(record, indent=2))
+        print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
 
 
 def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:

@@ -215,6 +215,26 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
     assert not (tmp_path / "stopped" / ".runs" / "reviews" / "prompt-tuning" / "seed0").exists()  # the work folder goes once the cell is written
 
 
+def test_processes_filling_one_folder_never_run_the_same_cell(tmp_path, tiny_model_dir, reviews_file):
+    """A run another live process holds is skipped; once that process lets go (or dies), the run is free."""
+    import fcntl
+
+    common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0",
+              "--methods", "prompt-tuning", "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md")]
+    work = tmp_path / "cells" / ".runs" / "reviews" / "prompt-tuning" / "seed0"
+    work.mkdir(parents=True)
+    with open(work / "holder.pid", "w") as lock:  # this test's process stands for a lane running the cell
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("4242")
+        lock.flush()
+        held = compare(*common)
+        assert held.returncode == 0 and "--- prompt-tuning on " in held.stdout and ": process 4242 is running it; skipped" in held.stdout
+        assert not (tmp_path / "cells" / "reviews" / "prompt-tuning" / "seed0.json").exists()
+    freed = compare(*common)
+    assert freed.returncode == 0, freed.stderr
+    assert (tmp_path / "cells" / "reviews" / "prompt-tuning" / "seed0.json").exists() and not work.exists()
+
+
 def test_compare_refuses_to_resume_unfinished_runs_of_another_budget(tmp_path, tiny_model_dir, reviews_file):
     (tmp_path / "cells" / ".runs").mkdir(parents=True)  # a grid stopped before its first cell, at 300 steps
     (tmp_path / "cells" / ".runs" / "budget.json").write_text(json.dumps({"steps": 300, "batch_size": 4, "max_length": 256}))
