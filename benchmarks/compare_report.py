@@ -200,11 +200,8 @@ def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
     for name in variants:
         row = []
         for task in tasks:
-            ours = {r["seed"]: r["accuracy"] for r in cells.get((name, task), [])}
-            default = {r["seed"]: r["accuracy"] for r in cells.get((name.split("@")[0], task), [])}
-            shared = sorted(ours.keys() & default.keys())
-            row.append(f"{100 * statistics.mean(ours[s] for s in shared):.1f} vs "
-                       f"{100 * statistics.mean(default[s] for s in shared):.1f} ({len(shared)})" if shared else "—")
+            means = shared_means(cells, name, name.split("@")[0], task)
+            row.append(f"{means[0]:.1f} vs {means[1]:.1f} ({means[2]})" if means else "—")
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return lines + variant_paired_lines(cells, variants, tasks)
 
@@ -263,6 +260,14 @@ def carve_stats(task) -> CarveStats | None:
     return CarveStats(labels.total(), 100 * share, 100 * math.sqrt(share * (1 - share) / labels.total()), task.split_note)
 
 
+def shared_means(cells: dict, method: str, baseline: str, task: str) -> tuple[float, float, int] | None:
+    """Each one's mean accuracy (points) over the seeds both ran, and how many seeds that is; None if none: a mean
+    over other seeds than its baseline's would compare seeds, not methods."""
+    ours, theirs = ({r["seed"]: 100 * r["accuracy"] for r in cells.get((name, task), [])} for name in (method, baseline))
+    shared = sorted(ours.keys() & theirs.keys())
+    return (statistics.mean(ours[s] for s in shared), statistics.mean(theirs[s] for s in shared), len(shared)) if shared else None
+
+
 def mean_accuracy(cells: dict, method: str, task: str) -> float | None:
     runs = cells.get((method, task))
     return 100 * statistics.mean(r["accuracy"] for r in runs) if runs else None
@@ -280,17 +285,16 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
     test-carve standard error (`noise`, points) are named: the verdict counts them, a reader should not.
     `note` says which tasks of the table judge nothing."""
     lines = ["## The claims, judged on the cells present", "",
-             "Means over the seeds present (the n/N above): a verdict reached on fewer seeds than the grid's can change."
+             "Means over the seeds both methods ran: a verdict reached on fewer seeds than the grid's can change."
              + (f" {note}" if note else ""), ""]
     for claim, method, baseline, needed in CLAIMS:
         needed = min(needed or len(tasks), len(tasks))
-        measured = [(t, mean_accuracy(cells, method, t), mean_accuracy(cells, baseline, t)) for t in tasks]
-        measured = [(t, ours, theirs) for t, ours, theirs in measured if ours is not None and theirs is not None]
-        held = sum(ours >= theirs for _, ours, theirs in measured)
+        measured = [(t, *means) for t in tasks if (means := shared_means(cells, method, baseline, t))]
+        held = sum(ours >= theirs for _, ours, theirs, _ in measured)
         verdict = ("holds" if held >= needed else "does not hold" if held + len(tasks) - len(measured) < needed else "open")
-        detail = "; ".join(f"{t} {ours:.1f} vs {theirs:.1f}" for t, ours, theirs in measured) or "no task measured"
-        seeds = min((len(cells[(m, t)]) for t, *_ in measured for m in (method, baseline)), default=0)
-        close = [f"{t} {ours - theirs:+.1f} vs ± {noise[t]:.1f}" for t, ours, theirs in measured if t in noise and abs(ours - theirs) < noise[t]]
+        detail = "; ".join(f"{t} {ours:.1f} vs {theirs:.1f}" for t, ours, theirs, _ in measured) or "no task measured"
+        seeds = min((shared for *_, shared in measured), default=0)
+        close = [f"{t} {ours - theirs:+.1f} vs ± {noise[t]:.1f}" for t, ours, theirs, _ in measured if t in noise and abs(ours - theirs) < noise[t]]
         lines.append(f"- {claim}, needed on {needed} of {len(tasks)} tasks: held on {held} of {len(measured)} measured "
                      f"({detail}): **{verdict}**" + (f" (on {seeds} of {grid_seeds} seeds)" if seeds < grid_seeds else "")
                      + (f"; margins within one test-carve standard error: {', '.join(close)}" if close else ""))
