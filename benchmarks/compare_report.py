@@ -129,17 +129,27 @@ def in_order(names: list[str], default: list[str]) -> list[str]:
 
 
 def tuning_lines(cells: dict, tasks: list[str]) -> list[str]:
-    """For cells run with --lr-grid: the rate each seed's run chose on its dev carve, per method and task."""
-    chosen = {(name, task): sorted((r["seed"], f"{r['train_settings']['learning_rate']:g}") for r in runs)
+    """For cells run with --lr-grid: the rate each seed's run chose on its dev carve, per method and task, starred
+    at an end of the grid (the method's best rate may lie beyond it) and with the rates its dev score tied."""
+    chosen = {(name, task): sorted((r["seed"], chosen_rate(r)) for r in runs)
               for (name, task), runs in cells.items() if all("dev_scores" in r for r in runs)}
     if not chosen:
         return []
-    lines = ["", "## Chosen learning rates", "", "The rate each seed's run chose on its dev carve (seed: rate).", "",
-             "| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    lines = ["", "## Chosen learning rates", "",
+             ("The rate each seed's run chose on its dev carve (seed: rate); * marks an end of the grid, where the method's best "
+              "rate may lie beyond it; \"tied\" counts the other rates that scored the same on the dev carve (ties go to the smaller)."),
+             "", "| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for name in sorted({name for name, _ in chosen}):
         lines.append(f"| {name} | " + " | ".join(", ".join(f"{seed}: {rate}" for seed, rate in chosen.get((name, t), [])) or "—"
                                                     for t in tasks) + " |")
     return lines
+
+
+def chosen_rate(record: dict) -> str:
+    """A tuned cell's rate as the table shows it: e.g. 0.03*, or 0.001 (tied with 3)."""
+    rate, scores = f"{record['train_settings']['learning_rate']:g}", record["dev_scores"]
+    tied = sum(score == scores[rate] for score in scores.values()) - 1
+    return rate + ("*" if rate in (next(iter(scores)), next(reversed(scores))) else "") + (f" (tied with {tied})" if tied else "")
 
 
 def joint_lines(cells: dict, length: str) -> list[str]:

@@ -147,7 +147,7 @@ def test_compare_picks_each_runs_learning_rate_on_a_dev_carve_and_keeps_budgets_
         scores = cell["dev_scores"]
         assert list(scores) == ["0.3", "0.001"] and all(0 <= score <= 1 for score in scores.values())
         best = max(scores, key=lambda rate: (scores[rate], -list(scores).index(rate)))  # ties: the earlier rate
-        assert f"{cell['train_settings']['learning_rate']:g}" == best and f"| {name} | 0: {best} |" in report
+        assert f"{cell['train_settings']['learning_rate']:g}" == best and f"| {name} | 0: {best}*" in report  # a 2-rate grid: both rates are its ends
         assert cell["budget"] == {"steps": 2, "batch_size": 4, "max_length": 256, "lr_grid": [0.3, 0.001], "dev_size": 4}
     assert "each run trains once per rate of 0.3, 0.001 on the train carve less a dev carve of 4" in report
 
@@ -339,6 +339,16 @@ def test_a_variant_is_paired_row_by_row_with_its_methods_defaults():
     cells[("capt", "sst2")] = [{"seed": 1, "correct": "1" * 30}]
     assert report_module.variant_paired_lines(cells, ["capt@preset=paper"], ["sst2"])[-1] == (
         "- capt@preset=paper vs capt, sst2: -33.3 points over 30 paired rows (0 vs 10 right alone), p = 0.002, detectable 29.5: **worse**")
+
+
+def test_chosen_rates_show_the_grids_ends_and_ties():
+    report_module = load_report()
+    def cell(seed, rate, scores):
+        return {"seed": seed, "train_settings": {"learning_rate": rate}, "dev_scores": dict(zip(["0.001", "0.003", "0.01", "0.03"], scores))}
+    cells = {("capt", "sst2"): [cell(1, 0.01, [0.7, 0.8, 0.9, 0.85]), cell(0, 0.03, [0.73, 0.54, 0.86, 0.88])],
+             ("lopa", "sst2"): [cell(0, 0.001, [0.86, 0.86, 0.86, 0.85])]}
+    assert report_module.tuning_lines(cells, ["sst2", "boolq"])[-2:] == [
+        "| capt | 0: 0.03*, 1: 0.01 | — |", "| lopa | 0: 0.001* (tied with 2) | — |"]
 
 
 def test_no_claim_holds_before_anything_is_measured_against_zero_shot():
