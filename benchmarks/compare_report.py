@@ -204,7 +204,7 @@ def variant_lines(cells: dict, tasks: list[str]) -> list[str]:
     if not variants:
         return []
     lines = ["", "## Tried beyond the defaults", "",
-             ("Variants set one of a method's options (--option); each cell reads variant vs the method's default "
+             ("Variants set some of a method's options (--option, or a recipe's with --preset); each cell reads variant vs the method's default "
               "on the same seeds (how many seeds), — where either is missing."), "",
              "| variant | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for name in variants:
