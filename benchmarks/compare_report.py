@@ -224,9 +224,7 @@ def variant_paired_lines(cells: dict, variants: list[str], tasks: list[str]) -> 
             result = mcnemar(row_outcomes(cells, name, task), row_outcomes(cells, name.split("@")[0], task))
             if result:
                 change = {"holds": "better", "does not hold": "worse"}.get(result.verdict(), "no difference found")
-                found.append(f"- {name} vs {name.split('@')[0]}, {task}: {result.difference:+.1f} points over {result.rows} paired rows "
-                             f"({result.method_only} vs {result.baseline_only} right alone), p = {result.p_value:.3f}, "
-                             f"detectable {result.detectable:.1f}: **{change}**")
+                found.append(paired_line(f"{name} vs {name.split('@')[0]}, {task}", result, change))
     return ["", "Paired row by row (McNemar's exact test, seeds pooled, as for the claims):", "", *found] if found else []
 
 
@@ -323,11 +321,15 @@ def paired_lines_per_claim(cells: dict, tasks: list[str]) -> list[str]:
         for task in tasks:
             result = mcnemar(row_outcomes(cells, method, task), row_outcomes(cells, baseline, task))
             if result:
-                found.append(f"- {claim}, {task}: {result.difference:+.1f} points over {result.rows} paired rows "
-                             f"({result.method_only} vs {result.baseline_only} right alone), p = {result.p_value:.3f}, "
-                             f"detectable {result.detectable:.1f}: **{result.verdict()}**")
+                found.append(paired_line(f"{claim}, {task}", result, result.verdict()))
     return lines + (found or ["- no claim yet has cells of both its method and its baseline with per-row outcomes "
                               "(cells written before they were recorded need a rerun)"])
+
+
+def paired_line(label: str, result, verdict: str) -> str:
+    """One paired comparison as the report lists it: the difference, the rows that decide it, p, power, verdict."""
+    return (f"- {label}: {result.difference:+.1f} points over {result.rows} paired rows ({result.method_only} vs "
+            f"{result.baseline_only} right alone), p = {result.p_value:.3f}, detectable {result.detectable:.1f}: **{verdict}**")
 
 
 def row_outcomes(cells: dict, method: str, task: str) -> dict[int, str]:
