@@ -32,7 +32,7 @@ from softprompt.storage import write_text_atomic  # noqa: E402
 from softprompt.training.checkpoints import CHECKPOINT  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
 
-from compare_report import accuracy_spread, carve_stats, chart, mean_accuracy  # noqa: E402
+from compare_report import carve_stats, chart, table_row  # noqa: E402
 
 VIPAMIN = "vpt-deep+vipamin"
 CHECKPOINT_EVERY = 25  # steps: what a grid stopped mid-cell can lose
@@ -111,18 +111,7 @@ def report_text(args, cells: dict) -> str:
              "order, not the few-shot images (see the split notes). s/step: median step time of one run on a shared, "
              "loaded 2-core CPU with torch threads 1 - a rough size, not a speed comparison.", "",
              "| method | " + " | ".join(args.tasks) + " | trainable params | s/step |", "|---" * (len(args.tasks) + 3) + "|"]
-    for method in args.methods:
-        row, params, speed = [], "", ""
-        for task in args.tasks:
-            runs = cells.get((method, task), [])
-            if not runs:
-                row.append(f"— (0/{seeds})")
-                continue
-            spread = f" ± {accuracy_spread(cells, method, task):.1f}" if len(runs) > 1 else ""
-            row.append(f"{mean_accuracy(cells, method, task):.1f}{spread} ({len(runs)}/{seeds})")
-            params = f"{runs[0]['trainable_parameters']:,}"
-            speed = f"{sorted(r['seconds_per_step'] for r in runs)[len(runs) // 2]:.2f}"
-        lines.append(f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |")
+    lines += [table_row(cells, method, args.tasks, seeds) for method in args.methods]
     lines += ["", "## The claims, seed by seed (same seed: same initial head, same batches, same test images)", ""]
     for claim, method, baseline in CLAIMS:
         for task in args.tasks:
