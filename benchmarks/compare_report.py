@@ -90,15 +90,20 @@ def stale_lines(cells: dict, carves: dict) -> list[str]:
 
 def table_lines(cells: dict, methods: list[str], tasks: list[str], seeds: list[int], carves: dict) -> list[str]:
     """The accuracy table: what each test carve allows (floor, noise), then a row per method."""
-    return ["| method | " + " | ".join(tasks) + " | trainable params | s/step |", "|---" * (len(tasks) + 3) + "|",
+    return [*table_header(tasks),
             "| majority class (always the test carve's commonest answer) | " + " | ".join(f"{carves[t].floor:.1f}" if carves[t] else "—" for t in tasks) + " | 0 |  |",
             "| test rows (± one standard error of an accuracy there) | " + " | ".join(f"{carves[t].rows} (± {carves[t].standard_error:.1f})" if carves[t] else "—" for t in tasks) + " |  |  |",
             *[table_row(cells, method, tasks, 1 if method == ZERO_SHOT else len(seeds)) for method in methods]]
 
 
+def table_header(tasks: list[str]) -> list[str]:
+    return ["| method | " + " | ".join(tasks) + f" | trainable params | s/step on {tasks[0]} |", "|---" * (len(tasks) + 3) + "|"]
+
+
 def table_row(cells: dict, method: str, tasks: list[str], wanted: int) -> str:
-    """A method's mean ± spread (seeds present/wanted) per task, its trainable parameters and median s/step."""
-    row, params, speed = [], "", ""
+    """A method's mean ± spread (seeds present/wanted) per task, its trainable parameters, and its median s/step
+    on the first task: tasks differ several-fold in tokens per step, so one column must name one task."""
+    row, params = [], ""
     for task in tasks:
         runs = cells.get((method, task), [])
         if not runs:
@@ -107,8 +112,8 @@ def table_row(cells: dict, method: str, tasks: list[str], wanted: int) -> str:
         spread = f" ± {accuracy_spread(cells, method, task):.1f}" if len(runs) > 1 else ""
         row.append(f"{mean_accuracy(cells, method, task):.1f}{spread} ({len(runs)}/{wanted})")
         params = f"{runs[0]['trainable_parameters']:,}"
-        timed = [r["seconds_per_step"] for r in runs if r.get("seconds_per_step")]
-        speed = f"{statistics.median(timed):.2f}" if timed else speed
+    timed = [r["seconds_per_step"] for r in cells.get((method, tasks[0]), []) if r.get("seconds_per_step")]
+    speed = f"{statistics.median(timed):.2f}" if timed else ""
     return f"| {method} | " + " | ".join(row) + f" | {params} | {speed} |"
 
 

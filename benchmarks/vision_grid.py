@@ -32,7 +32,7 @@ from softprompt.storage import write_text_atomic  # noqa: E402
 from softprompt.training.checkpoints import CHECKPOINT  # noqa: E402
 from softprompt.tasks import load_task  # noqa: E402
 
-from compare_report import carve_stats, chart, table_row  # noqa: E402
+from compare_report import carve_stats, chart, table_header, table_row  # noqa: E402
 
 VIPAMIN = "vpt-deep+vipamin"
 CHECKPOINT_EVERY = 25  # steps: what a grid stopped mid-cell can lose
@@ -110,7 +110,7 @@ def report_text(args, cells: dict) -> str:
              "test subset. Mean ± std over the seeds present (n/N); a seed changes the initialisation and the batch "
              "order, not the few-shot images (see the split notes). s/step: median step time of one run on a shared, "
              "loaded 2-core CPU with torch threads 1 - a rough size, not a speed comparison.", "",
-             "| method | " + " | ".join(args.tasks) + " | trainable params | s/step |", "|---" * (len(args.tasks) + 3) + "|"]
+             *table_header(args.tasks)]
     lines += [table_row(cells, method, args.tasks, seeds) for method in args.methods]
     lines += ["", "## The claims, seed by seed (same seed: same initial head, same batches, same test images)", ""]
     for claim, method, baseline in CLAIMS:

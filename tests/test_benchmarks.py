@@ -397,6 +397,17 @@ def test_spread_is_the_seed_standard_deviation_in_points():
     assert report_module.accuracy_spread(cells, "lopa", "mrpc") == 0.0
 
 
+def test_the_speed_column_is_read_on_the_task_its_header_names():
+    """Tasks differ several-fold in tokens per step: the s/step column is the first task's median, whatever ran after."""
+    report_module = load_report()
+    run = {"accuracy": 0.8, "trainable_parameters": 11520}
+    cells = {("lopa", "sst2"): [run | {"seconds_per_step": s} for s in (2.0, 1.0, 4.0)], ("lopa", "sciq"): [run | {"seconds_per_step": 7.7}],
+             ("capt", "sciq"): [run | {"seconds_per_step": 5.0}]}
+    assert report_module.table_header(["sst2", "sciq"])[0].endswith("| s/step on sst2 |")
+    assert report_module.table_row(cells, "lopa", ["sst2", "sciq"], 3).endswith("| 11,520 | 2.00 |")  # not sciq's 7.70
+    assert report_module.table_row(cells, "capt", ["sst2", "sciq"], 3) == "| capt | — (0/3) | 80.0 (1/3) | 11,520 |  |"
+
+
 def test_cells_from_an_older_carve_of_a_task_are_flagged():
     report_module = load_report()
     now, before = "boolq: 2270 train / 1000 test", "boolq: 2770 train / 500 test"
