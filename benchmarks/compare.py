@@ -21,9 +21,13 @@ seeded dev carve (--dev-size rows), and the rate whose best epoch scores highest
 and every rate's dev score go in the cell. A results folder holds one budget (steps, batch, length, grid): the
 script refuses to add cells of another, so a tuned grid gets its own folder and report:
 
-    python benchmarks/compare.py --lr-grid 1e-3,3e-3,1e-2,3e-2 --tasks sst2,boolq,piqa,arc-easy,sciq \
+    python benchmarks/compare.py --lr-grid 1e-3,3e-3,1e-2,3e-2,1e-1 --tasks sst2,boolq,piqa,arc-easy,sciq \
         --results benchmarks/results/compare_tuned --report docs/results_tuned.md
     python benchmarks/compare.py --methods lopa,capt,pt-moe --preset paper     # the paper recipes' shapes, as variants
+
+A grid widens in place: asked for rates the folder's cells lack (as 1e-1 was added to 1e-3..3e-2), a cell trains only the
+missing rates and is tested again only if one of them beats its chosen rate on the dev carve; each rate's run depends
+on nothing but the seed and the rate, so the cell is the one a fresh run of the wider grid writes.
 
 A --preset run takes the preset's method options only: steps, batch and rate stay the comparison's, equal for all.
 A method whose preset is its defaults (CaPT's paper preset) runs nothing: its default cells are that recipe.
@@ -31,7 +35,7 @@ A method whose preset is its defaults (CaPT's paper preset) runs nothing: its de
 --epochs N is the longer budget: every run (each rate of the grid) makes N passes over its train carve less the dev
 carve instead of --steps, in its own folder:
 
-    python benchmarks/compare.py --epochs 10 --lr-grid 1e-3,3e-3,1e-2,3e-2 --tasks sst2 \
+    python benchmarks/compare.py --epochs 10 --lr-grid 1e-3,3e-3,1e-2,3e-2,1e-1 --tasks sst2 \
         --results benchmarks/results/compare_10_epochs --report docs/results_10_epochs.md
 
 --optimizers adds an axis: a forward-only optimizer's cells (e.g. prompt-tuning+cma-es/) get the forward passes
@@ -109,8 +113,13 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
 
     rates = args.lr_grid or [learning_rate]
     work = work_folder(args, method, tasks, seed, optimizer)
+    tried = dev_scores_to_widen(args, cell_path(args.results, method, tasks[0], seed, args.variant, optimizer))
     chosen, dev_scores = None, {}
     for rate in rates:
+        if f"{rate:g}" in tried:
+            dev_scores[rate] = tried[f"{rate:g}"]
+            print(f"    lr {rate:g}: tried by the cell already (dev {dev_scores[rate]:.3f})", flush=True)
+            continue
         length = {"epochs": args.epochs} if args.epochs else {"max_steps": steps_within(optimizer, {}, args.steps) * len(tasks)}
         config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer, **length,
                                         method_options={**preset_options(method, args.preset), **options}, learning_rate=rate,
@@ -127,6 +136,10 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
             chosen = trainer
         else:
             del trainer  # only the chosen run's prompt is kept
+    scores = {f"{rate:g}": score for rate, score in dev_scores.items()}
+    best = max(rates, key=dev_scores.get)  # ties: the earlier rate
+    if chosen is None or best != chosen.config.learning_rate:  # a rate the cell had tried wins: its test result stands
+        return {task: {"dev_scores": scores} for task in tasks}
     result = finish(chosen)
     log = [json.loads(line) for line in (chosen.output_dir / "metrics.jsonl").read_text().splitlines()]
     joint = {"joint_tasks": tasks} if len(tasks) > 1 else {}
@@ -134,7 +147,7 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
     settings = {"train_settings": {**{key: getattr(chosen.config, key) for key in ("learning_rate", "lr_schedule", "batch_size", "max_steps")},
                                    "peak_lr": max(r["lr"] for r in log if "lr" in r)}}  # the rate in force (learning_rate 0: the default)
     if args.lr_grid:
-        settings["dev_scores"] = {f"{rate:g}": score for rate, score in dev_scores.items()}
+        settings["dev_scores"] = scores
     return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint, **cost, **settings,  # prompts come in the order of the tasks
                    **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps", "correct")}}
             for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
@@ -217,13 +230,29 @@ def budget(args) -> dict:
     return {**shared, "lr_grid": args.lr_grid, "dev_size": args.dev_size} if args.lr_grid else shared
 
 
+def narrower(recorded: dict, wanted: dict) -> bool:
+    """Whether a recorded budget is the wanted one less some rates of its learning-rate grid: its cells can be widened."""
+    def rest(budget: dict) -> dict:
+        return {key: value for key, value in budget.items() if key != "lr_grid"}
+    return bool(recorded.get("lr_grid")) and set(recorded["lr_grid"]) < set(wanted.get("lr_grid", [])) and rest(recorded) == rest(wanted)
+
+
+def dev_scores_to_widen(args, path: Path) -> dict[str, float]:
+    """The dev score of each rate the cell at `path` tried, if it ran on a narrower grid of this budget: those rates
+    need not run again. Empty for a missing cell, a cell of this very budget, and a zero-shot cell (it has no rate)."""
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text())
+    return record.get("dev_scores", {}) if narrower(record["budget"], budget(args)) else {}
+
+
 def check_budget(args) -> None:
     """Refuse to add cells to a folder whose cells, or unfinished runs, ran on another budget (they would be
-    skipped as done, resumed, or compared with cells that had more or less of a chance); else record this budget
-    as the one the folder's unfinished runs (.runs/) belong to."""
+    skipped as done, resumed, or compared with cells that had more or less of a chance) unless it only lacks rates
+    of this grid (they are widened); else record this budget as the one the folder's unfinished runs (.runs/) belong to."""
     unfinished = args.results / ".runs" / "budget.json"
     recorded = [r["budget"] for r in cell_records(args.results)] + ([json.loads(unfinished.read_text())] if unfinished.exists() else [])
-    others = sorted({json.dumps(b) for b in recorded if b != budget(args)})
+    others = sorted({json.dumps(b) for b in recorded if b != budget(args) and not narrower(b, budget(args))})
     if others:
         raise SoftPromptError(f"the cells or unfinished runs (.runs/) in {args.results} ran with {' or '.join(others)}, this run "
                               f"asks for {json.dumps(budget(args))}: give another budget its own --results (and --report)")
@@ -268,6 +297,8 @@ def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> 
 
 def run_done(args, method: str, run_tasks: list[str], seed: int, optimizer: str) -> bool:
     paths = [cell_path(args.results, method, t, seed, args.variant, optimizer) for t in run_tasks]
+    if any(dev_scores_to_widen(args, path) for path in paths):
+        return False
     if len(run_tasks) > 1:
         return all(joint_tasks_of(path) == run_tasks for path in paths)
     return paths[0].exists() and joint_tasks_of(paths[0]) is None
@@ -293,21 +324,24 @@ def other_holder(work: Path):
 
 
 def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
-    """Print the runs still to do, each with the median wall time of the done cells most like it."""
-    walls, by_task = {}, {}  # wall seconds of the trained cells by (method, task), and by task for methods without one
+    """Print the runs still to do, each with the median wall time per rate of the done cells most like it, times the
+    rates it has to train (a cell to widen trains only the rates it lacks)."""
+    walls, by_task = {}, {}  # wall seconds per rate of the trained cells by (method, task), and by task for methods without one
     for record in cell_records(args.results):
         if record["method"] == ZERO_SHOT or variant_of(record) or record.get("optimizer", "adamw") != "adamw":
             continue
-        task = Path(record["task"]).stem
-        walls.setdefault((record["method"], task), []).append(record["wall_seconds"])
+        task, per_rate = Path(record["task"]).stem, record["wall_seconds"] / len(record.get("dev_scores") or [None])
+        walls.setdefault((record["method"], task), []).append(per_rate)
         if "joint_tasks" not in record:  # a joint run's wall time covers all its tasks
-            by_task.setdefault(task, []).append(record["wall_seconds"])
+            by_task.setdefault(task, []).append(per_rate)
 
-    def estimate(method: str, run_tasks: list[str]) -> float | None:  # a joint run's cells each hold its whole wall time
+    def estimate(method: str, run_tasks: list[str], seed: int, optimizer: str) -> float | None:  # a joint run's cells each hold its whole wall time
         guesses = [walls.get((method, Path(t).stem)) or by_task.get(Path(t).stem) for t in run_tasks]
-        return max(statistics.median(g) for g in guesses) if all(guesses) else None
+        tried = dev_scores_to_widen(args, cell_path(args.results, method, run_tasks[0], seed, args.variant, optimizer))
+        rates = len(args.lr_grid or [None]) - len(tried)
+        return rates * max(statistics.median(g) for g in guesses) if all(guesses) else None
 
-    todo = [(run, estimate(run[0], run[1])) for run in runs_to_do(args, methods, tasks, seeds)]
+    todo = [(run, estimate(*run)) for run in runs_to_do(args, methods, tasks, seeds)]
     known = [seconds for _, seconds in todo if seconds is not None]
     print(f"{len(todo)} runs to do, about {timedelta(seconds=round(sum(known)))} by the wall times of the cells done"
           + (f" ({len(todo) - len(known)} with no done cell to go by)" if len(known) < len(todo) else ""))
@@ -334,7 +368,9 @@ def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
 
 def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str) -> None:
     """One run, and its cells written."""
-    replaced = [t for t in run_tasks if cell_path(args.results, method, t, seed, args.variant, optimizer).exists()]
+    paths = {t: cell_path(args.results, method, t, seed, args.variant, optimizer) for t in run_tasks}
+    widened = {t: json.loads(path.read_text()) for t, path in paths.items() if dev_scores_to_widen(args, path)}
+    replaced = [t for t, path in paths.items() if path.exists() and t not in widened]
     if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
         print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
     start = time.time()
@@ -342,8 +378,13 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
     variant = ({"options": args.options} if args.options else {}) | ({"preset": args.preset} if args.preset else {})
     variant |= {"optimizer": optimizer} if optimizer != "adamw" and method != ZERO_SHOT else {}
     for task, result in results.items():
-        record = {"method": method, **variant, "task": task, "seed": seed, **result, "wall_seconds": round(time.time() - start, 1),
-                  "split": load_task(task).split_note, "budget": budget(args), "command": args.command, **versions()}
+        before = widened.get(task, {})
+        kept = {} if "accuracy" in result else before  # a widened cell whose chosen rate stood: its test result and the versions that made it
+        record = {**kept, "method": method, **variant, "task": task, "seed": seed, **result,
+                  "wall_seconds": round(before.get("wall_seconds", 0) + time.time() - start, 1), "split": load_task(task).split_note,
+                  "budget": budget(args), "command": args.command, **({} if kept else versions())}
+        if before:
+            record["widened_from"] = {"lr_grid": before["budget"]["lr_grid"], "command": before["command"]}
         path = cell_path(args.results, method, task, seed, args.variant, variant.get("optimizer", "adamw"))
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(record, indent=2))

@@ -37,7 +37,7 @@ def report_text(args, cells: dict, methods: list[str], tasks: list[str], seeds: 
     floors = {t: c.floor for t, c in carves.items() if c}
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
     judging = claim_tasks(tasks, carves)
-    return "\n".join([*header_lines(args, cells), *stale_lines(cells, carves), *table_lines(cells, methods, tasks, seeds, carves), "",
+    return "\n".join([*header_lines(args, cells), *stale_lines(cells, carves), *narrow_grid_lines(cells, args.lr_grid), *table_lines(cells, methods, tasks, seeds, carves), "",
                       *claim_lines(cells, methods, judging, len(seeds), noise, left_out_note(tasks, judging, carves)),
                       *paired_lines(cells, judging), *floor_lines(cells, methods, tasks, floors), *variant_lines(cells, tasks),
                       *optimizer_lines(cells, tasks, args.steps), *tuning_lines(cells, tasks), *joint_lines(cells, f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps per task"),
@@ -86,6 +86,15 @@ def stale_lines(cells: dict, carves: dict) -> list[str]:
             lines.append(f"**{len(stale)} {task} cells ran on an older carve than the task's current one ({carve.split}); "
                          f"rerun them before reading their numbers:** {', '.join(stale)}.")
     return [*lines, ""] if lines else []
+
+
+def narrow_grid_lines(cells: dict, grid: list[float]) -> list[str]:
+    """A warning naming the tuned cells that tried fewer rates than the report's grid: their method had less of a chance."""
+    rates = [f"{rate:g}" for rate in grid]
+    narrow = sorted(f"{name} on {task} seed {r['seed']}" for (name, task), runs in cells.items() for r in runs
+                    if "dev_scores" in r and set(rates) - set(r["dev_scores"]))
+    return [f"**{len(narrow)} cells tried only some of the rates {', '.join(rates)}; the grid's command widens them (each trains "
+            f"the rates it lacks):** {', '.join(narrow)}.", ""] if narrow else []
 
 
 def table_lines(cells: dict, methods: list[str], tasks: list[str], seeds: list[int], carves: dict) -> list[str]:

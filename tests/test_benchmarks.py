@@ -161,6 +161,40 @@ def test_compare_picks_each_runs_learning_rate_on_a_dev_carve_and_keeps_budgets_
     assert both.returncode == 2 and "--lr-grid chooses the learning rate: drop --option learning_rate" in both.stderr
 
 
+def test_a_widened_grid_trains_only_the_rates_a_cell_lacks_and_writes_the_cell_a_fresh_run_would(tmp_path, tiny_model_dir, reviews_file):
+    common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0,1",
+              "--methods", "zero-shot,prompt-tuning", "--dev-size", "4"]
+
+    def cells(folder: str, *grid: str) -> dict[int, dict]:
+        run = compare(*common, "--lr-grid", ",".join(grid), "--results", str(tmp_path / folder), "--report", str(tmp_path / f"{folder}.md"))
+        assert run.returncode == 0, run.stderr
+        return {seed: json.loads((tmp_path / folder / "reviews" / "prompt-tuning" / f"seed{seed}.json").read_text()) for seed in (0, 1)}
+
+    fresh = cells("fresh", "0.3", "0.001")
+    narrow = cells("widened", "0.3")
+    assert compare(*common, "--lr-grid", "0.3,0.001", "--results", str(tmp_path / "widened"), "--report", str(tmp_path / "before.md"),
+                   "--report-only").returncode == 0
+    assert ("**2 cells tried only some of the rates 0.3, 0.001; the grid's command widens them (each trains the rates it lacks):** "
+            "prompt-tuning on reviews seed 0, prompt-tuning on reviews seed 1.") in (tmp_path / "before.md").read_text()
+    seed1 = tmp_path / "widened" / "reviews" / "prompt-tuning" / "seed1.json"
+    kept = {**narrow[1], "dev_scores": {"0.3": 1.0}}  # no rate can beat this on the dev carve: the cell's test result must stand
+    seed1.write_text(json.dumps(kept))
+    widen = compare(*common, "--lr-grid", "0.3,0.001", "--results", str(tmp_path / "widened"), "--report", str(tmp_path / "widened.md"))
+    assert widen.returncode == 0, widen.stderr
+    assert widen.stdout.count("lr 0.3: tried by the cell already") == 2 and "zero-shot on" not in widen.stdout  # zero-shot has no rate to add
+    widened = {seed: json.loads((tmp_path / "widened" / "reviews" / "prompt-tuning" / f"seed{seed}.json").read_text()) for seed in (0, 1)}
+    for key in ("accuracy", "correct", "dev_scores", "train_settings", "steps"):  # seed 0: the cell a fresh run of the wide grid writes
+        assert widened[0][key] == fresh[0][key], key
+    assert widened[1]["dev_scores"] == {"0.3": 1.0, "0.001": fresh[1]["dev_scores"]["0.001"]}
+    assert {key: widened[1][key] for key in ("accuracy", "correct", "train_settings")} == {key: kept[key] for key in ("accuracy", "correct", "train_settings")}
+    assert widened[1]["widened_from"]["lr_grid"] == [0.3] and widened[1]["budget"]["lr_grid"] == [0.3, 0.001]
+    assert widened[1]["wall_seconds"] > narrow[1]["wall_seconds"]
+    assert "tried only some of the rates" not in (tmp_path / "widened.md").read_text()
+
+    narrower_again = compare(*common, "--lr-grid", "0.3", "--results", str(tmp_path / "widened"), "--report", str(tmp_path / "widened.md"))
+    assert narrower_again.returncode == 2 and "give another budget its own --results" in narrower_again.stderr  # cells tried more rates
+
+
 def test_compare_trains_an_epoch_budget_in_a_folder_of_its_own(tmp_path, tiny_model_dir, reviews_file):
     """--epochs N: every rate runs N passes over the train carve less the dev carve, whatever --steps says."""
     common = ["--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--batch-size", "4", "--seeds", "0", "--methods", "prompt-tuning",
