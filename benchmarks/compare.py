@@ -113,7 +113,7 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
 
     rates = args.lr_grid or [learning_rate]
     work = work_folder(args, method, tasks, seed, optimizer)
-    tried = dev_scores_to_widen(args, cell_path(args.results, method, tasks[0], seed, args.variant, optimizer))
+    tried = cell_to_widen(args, cell_path(args.results, method, tasks[0], seed, args.variant, optimizer)).get("dev_scores", {})
     chosen, dev_scores = None, {}
     for rate in rates:
         if f"{rate:g}" in tried:
@@ -237,13 +237,13 @@ def narrower(recorded: dict, wanted: dict) -> bool:
     return bool(recorded.get("lr_grid")) and set(recorded["lr_grid"]) < set(wanted.get("lr_grid", [])) and rest(recorded) == rest(wanted)
 
 
-def dev_scores_to_widen(args, path: Path) -> dict[str, float]:
-    """The dev score of each rate the cell at `path` tried, if it ran on a narrower grid of this budget: those rates
-    need not run again. Empty for a missing cell, a cell of this very budget, and a zero-shot cell (it has no rate)."""
+def cell_to_widen(args, path: Path) -> dict:
+    """The cell at `path` if it ran on a narrower grid of this budget: the rates of its dev_scores need not run again.
+    Empty for a missing cell, a cell of this very budget, and a zero-shot cell (it has no rate)."""
     if not path.exists():
         return {}
     record = json.loads(path.read_text())
-    return record.get("dev_scores", {}) if narrower(record["budget"], budget(args)) else {}
+    return record if "dev_scores" in record and narrower(record["budget"], budget(args)) else {}
 
 
 def check_budget(args) -> None:
@@ -297,7 +297,7 @@ def runs_to_do(args, methods: list[str], tasks: list[str], seeds: list[int]) -> 
 
 def run_done(args, method: str, run_tasks: list[str], seed: int, optimizer: str) -> bool:
     paths = [cell_path(args.results, method, t, seed, args.variant, optimizer) for t in run_tasks]
-    if any(dev_scores_to_widen(args, path) for path in paths):
+    if any(cell_to_widen(args, path) for path in paths):
         return False
     if len(run_tasks) > 1:
         return all(joint_tasks_of(path) == run_tasks for path in paths)
@@ -337,7 +337,7 @@ def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
 
     def estimate(method: str, run_tasks: list[str], seed: int, optimizer: str) -> float | None:  # a joint run's cells each hold its whole wall time
         guesses = [walls.get((method, Path(t).stem)) or by_task.get(Path(t).stem) for t in run_tasks]
-        tried = dev_scores_to_widen(args, cell_path(args.results, method, run_tasks[0], seed, args.variant, optimizer))
+        tried = cell_to_widen(args, cell_path(args.results, method, run_tasks[0], seed, args.variant, optimizer)).get("dev_scores", {})
         rates = len(args.lr_grid or [None]) - len(tried)
         return rates * max(statistics.median(g) for g in guesses) if all(guesses) else None
 
@@ -369,7 +369,7 @@ def fill(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
 def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str) -> None:
     """One run, and its cells written."""
     paths = {t: cell_path(args.results, method, t, seed, args.variant, optimizer) for t in run_tasks}
-    widened = {t: json.loads(path.read_text()) for t, path in paths.items() if dev_scores_to_widen(args, path)}
+    widened = {t: record for t, path in paths.items() if (record := cell_to_widen(args, path))}
     replaced = [t for t, path in paths.items() if path.exists() and t not in widened]
     if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
         print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
