@@ -373,7 +373,7 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
     replaced = [t for t, path in paths.items() if path.exists() and t not in widened]
     if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
         print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
-    start = time.time()
+    start = time.perf_counter()
     results = run_cells(method, run_tasks, seed, args, optimizer)
     variant = ({"options": args.options} if args.options else {}) | ({"preset": args.preset} if args.preset else {})
     variant |= {"optimizer": optimizer} if optimizer != "adamw" and method != ZERO_SHOT else {}
@@ -381,7 +381,7 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
         before = widened.get(task, {})
         kept = {} if "accuracy" in result else before  # a widened cell whose chosen rate stood: its test result and the versions that made it
         record = {**kept, "method": method, **variant, "task": task, "seed": seed, **result,
-                  "wall_seconds": round(before.get("wall_seconds", 0) + time.time() - start, 1), "split": load_task(task).split_note,
+                  "wall_seconds": round(before.get("wall_seconds", 0) + time.perf_counter() - start, 3), "split": load_task(task).split_note,
                   "budget": budget(args), "command": args.command, **({} if kept else versions())}
         if before:
             record["widened_from"] = {"lr_grid": before["budget"]["lr_grid"], "command": before["command"]}
