@@ -307,7 +307,8 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
     test-carve standard error (`noise`, points) are named: the verdict counts them, a reader should not.
     `note` says which tasks of the table judge nothing."""
     lines = ["## The claims, judged on the cells present", "",
-             "Means over the seeds both methods ran: a verdict reached on fewer seeds than the grid's can change."
+             "Means over the seeds both methods ran: a verdict reached on fewer seeds than the grid's can change. "
+             "These verdicts count margins inside the noise; the paired verdicts below (\"over the tasks\") do not."
              + (f" {note}" if note else ""), ""]
     for claim, method, baseline, needed in CLAIMS:
         needed = min(needed or len(tasks), len(tasks))
@@ -331,13 +332,32 @@ def paired_lines_per_claim(cells: dict, tasks: list[str]) -> list[str]:
              "McNemar's exact test over the test rows of every seed both methods ran (pooled); *detectable* is the "
              "difference it finds 80% of the time at p < 0.05. Only cells that recorded each row's outcome count.", ""]
     found = []
-    for claim, method, baseline, _ in CLAIMS:
+    for claim, method, baseline, needed in CLAIMS:
+        verdicts = {}
         for task in tasks:
             result = mcnemar(row_outcomes(cells, method, task), row_outcomes(cells, baseline, task))
             if result:
-                found.append(paired_line(f"{claim}, {task}", result, result.verdict()))
+                verdicts[task] = result.verdict()
+                found.append(paired_line(f"{claim}, {task}", result, verdicts[task]))
+        if verdicts:
+            found.append(paired_claim_line(claim, verdicts, min(needed or len(tasks), len(tasks)), len(tasks)))
     return lines + (found or ["- no claim yet has cells of both its method and its baseline with per-row outcomes "
                               "(cells written before they were recorded need a rerun)"])
+
+
+def paired_claim_line(claim: str, verdicts: dict[str, str], needed: int, tasks: int) -> str:
+    """A claim over its tasks by the paired verdicts alone, so a margin inside the noise decides nothing: it holds
+    once significantly better on `needed` tasks, does not hold once significantly worse on so many that too few
+    tasks are left, is undecided at this power when every task is measured, and open while some are not."""
+    counts = Counter(verdicts.values())
+    if counts["holds"] >= needed:
+        verdict = "holds"
+    elif tasks - counts["does not hold"] < needed:
+        verdict = "does not hold"
+    else:
+        verdict = "undecided at this power" if len(verdicts) == tasks else "open"
+    return (f"- **{claim}, over the tasks** (needed on {needed} of {tasks}): better on {counts['holds']}, worse on "
+            f"{counts['does not hold']}, undecided on {counts['undecided']}, not measured on {tasks - len(verdicts)}: **{verdict}**")
 
 
 def paired_line(label: str, result, verdict: str) -> str:

@@ -393,6 +393,27 @@ def test_no_claim_holds_before_anything_is_measured_against_zero_shot():
     assert report_module.paired_lines_per_claim(zero_shot_only, ["sst2"])[-1].startswith("- no claim yet has cells of both")
 
 
+def test_a_claim_over_its_tasks_is_judged_by_the_paired_verdicts_not_by_margins_inside_the_noise():
+    report_module = load_report()
+    better, same = "1" * 20, "1" * 10 + "0" * 10  # 10 rows only the method gets right: p = 2 / 2^10
+    cells = {("prompt-tuning", "sst2"): [{"seed": 0, "correct": same}], ("pt-moe", "sst2"): [{"seed": 0, "correct": better}],
+             ("prompt-tuning", "sciq"): [{"seed": 0, "correct": better}], ("pt-moe", "sciq"): [{"seed": 0, "correct": "1" * 19 + "0"}],
+             ("lopa", "sst2"): [{"seed": 0, "correct": better}], ("capt", "sst2"): [{"seed": 0, "correct": "0" * 20}]}
+    overall = {line.split(", over the tasks")[0][4:]: line for line in report_module.paired_lines_per_claim(cells, ["sst2", "sciq", "boolq"])
+               if ", over the tasks" in line}
+    # PT-MoE: better on sst2, one row worse on sciq (p = 1): a mean would count sciq against it, the paired test does not
+    assert overall["PT-MoE >= prompt tuning"].endswith(
+        "(needed on 3 of 3): better on 1, worse on 0, undecided on 1, not measured on 1: **open**")
+    assert overall["LoPA >= prompt tuning (same m)"].endswith("better on 1, worse on 0, undecided on 0, not measured on 2: **open**")
+    assert overall["CaPT (one vector per layer) >= prompt tuning (20 tokens)"].endswith(  # needed on 3 of 3: one loss decides
+        "better on 0, worse on 1, undecided on 0, not measured on 2: **does not hold**")
+    assert report_module.paired_claim_line("c", {"a": "holds", "b": "holds", "c": "does not hold"}, 2, 3).endswith("**holds**")
+    assert report_module.paired_claim_line("c", {"a": "does not hold", "b": "undecided"}, 2, 3).endswith("**open**")
+    assert report_module.paired_claim_line("c", {"a": "does not hold", "b": "does not hold"}, 2, 3).endswith("**does not hold**")
+    assert report_module.paired_claim_line("c", {"a": "undecided", "b": "holds", "c": "does not hold"}, 2, 3).endswith(
+        "**undecided at this power**")
+
+
 def test_claims_are_compared_seed_by_seed_on_the_seeds_both_have():
     report_module = load_report()
     cells = {("prompt-tuning", "sst2"): [{"seed": 0, "accuracy": 0.80}, {"seed": 1, "accuracy": 0.82}, {"seed": 2, "accuracy": 0.84}],
