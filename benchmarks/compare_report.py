@@ -311,7 +311,7 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
              "These verdicts count margins inside the noise; the paired verdicts below (\"over the tasks\") do not."
              + (f" {note}" if note else ""), ""]
     for claim, method, baseline, needed in CLAIMS:
-        needed = min(needed or len(tasks), len(tasks))
+        needed = tasks_needed(needed, tasks)
         measured = [(t, *means) for t in tasks if (means := shared_means(cells, method, baseline, t))]
         held = sum(ours >= theirs for _, ours, theirs, _ in measured)
         verdict = ("holds" if held >= needed else "does not hold" if held + len(tasks) - len(measured) < needed else "open")
@@ -323,6 +323,11 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
                      + (f"; margins within one test-carve standard error: {', '.join(close)}" if close else ""))
     lines += zero_shot_lines(cells, methods, tasks)
     return lines + paired_lines_per_claim(cells, tasks)
+
+
+def tasks_needed(needed: int | None, tasks: list[str]) -> int:
+    """On how many of the judging tasks a claim must hold: CLAIMS' count (None: every task), at most the tasks there are."""
+    return min(needed or len(tasks), len(tasks))
 
 
 def paired_lines_per_claim(cells: dict, tasks: list[str]) -> list[str]:
@@ -340,7 +345,7 @@ def paired_lines_per_claim(cells: dict, tasks: list[str]) -> list[str]:
                 verdicts[task] = result.verdict()
                 found.append(paired_line(f"{claim}, {task}", result, verdicts[task]))
         if verdicts:
-            found.append(paired_claim_line(claim, verdicts, min(needed or len(tasks), len(tasks)), len(tasks)))
+            found.append(paired_claim_line(claim, verdicts, tasks_needed(needed, tasks), len(tasks)))
     return lines + (found or ["- no claim yet has cells of both its method and its baseline with per-row outcomes "
                               "(cells written before they were recorded need a rerun)"])
 
