@@ -1,12 +1,15 @@
 """Where CaPT's capsule goes on a model with a first-token attention sink (issue 24): the untrained capsule
 (task vectors p = 0, so the capsule is the pure mean of the input's states) placed at position 0 against the
-same capsule after a BOS token, beside the bare model. SST-2 seeded carve, all 272 test rows, smollm2-135m.
+same capsule after a BOS token, beside the bare model, on every test row of a task's seeded carve (SST-2 unless
+--task says otherwise), smollm2-135m.
 Also the norm of the position-0 hidden state entering layer 20 (the sink's signature: a huge norm), and, to find
 what does the harm, the same slot filled otherwise: a zero vector at every layer, or the mean written at the
 input only (a plain extra token, left to the model from there). "positive": the share of rows answered positive
-(a run at chance that answers one label for every row has a bias to unlearn, not lost information).
+(a run at chance that answers one label for every row has a bias to unlearn, not lost information; SST-2 only).
+--only runs some of the rows, by key: bare, paper, bos, zero-every, mean-input, zero-input.
 
     python benchmarks/capt_sink.py --output benchmarks/results/capt_sink.txt
+    python benchmarks/capt_sink.py --task piqa --only paper --output benchmarks/results/capt_sink_piqa.txt
 """
 from __future__ import annotations
 
@@ -58,27 +61,48 @@ def slot_at_input(fill: str):
     return prompt_fn
 
 
+def positive_share(task, correct: list[str]) -> str:
+    """The share of rows answered positive, on a positive/negative task ("" elsewhere)."""
+    words = [word.strip() for word in task.label_words or []]
+    if sorted(words) != ["negative", "positive"]:
+        return ""
+    answered = [e.label if right == "1" else 1 - e.label for e, right in zip(task.test, correct)]  # two labels
+    return f"  positive {answered.count(words.index('positive')) / len(answered):.0%}"
+
+
 def row(label: str, base, prompt_fn, task) -> str:
     result = evaluate(base, prompt_fn, task, per_example=True)
-    positive = [word.strip() for word in task.label_words].index("positive")
-    answered = [e.label if right == "1" else 1 - e.label for e, right in zip(task.test, result["correct"])]  # two labels
-    return (f"{label:42} accuracy {result['accuracy']:.1%}  positive {answered.count(positive) / len(answered):.0%}  "
+    return (f"{label:42} accuracy {result['accuracy']:.1%}{positive_share(task, result['correct'])}  "
             f"|h0| entering layer {LAYER}: {position_zero_norm(base, prompt_fn, task):,.0f}")
+
+
+def slots(base) -> dict[str, tuple[str, object]]:
+    """Each row's key, label and prompt function (built when its row runs)."""
+    return {
+        "bare": ("bare model (zero-shot)", lambda: no_prompt),
+        "paper": ("capsule at position 0 (paper)", lambda: build_method("capt", base, {"sink_token": False}).eval()),
+        "bos": ("BOS sink, then the capsule", lambda: build_method("capt", base, {"sink_token": True}).eval()),
+        # untrained, the gated capsule's mean enters with gate 0: the slot holds a zero vector at every layer
+        "zero-every": ("slot: zero vector at every layer", lambda: build_method("capt", base, {"mean_gate": True}).eval()),
+        "mean-input": ("slot: the mean at the input only", lambda: slot_at_input("mean")),
+        "zero-input": ("slot: zero vector at the input only", lambda: slot_at_input("zero")),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="")
+    parser.add_argument("--task", default="sst2")
+    parser.add_argument("--only", default="", help="comma-separated row keys (default: every row)")
     args = parser.parse_args()
-    base, task = load_model("smollm2-135m"), load_task("sst2")
-    lines = ["# python benchmarks/capt_sink.py (sst2: seeded carve of the 872-row validation split, 272 test rows; "
-             "untrained capsule, p = 0)", row("bare model (zero-shot)", base, no_prompt, task)]
-    for label, sink in (("capsule at position 0 (paper)", False), ("BOS sink, then the capsule", True)):
-        lines.append(row(label, base, build_method("capt", base, {"sink_token": sink}).eval(), task))
-    # untrained, the gated capsule's mean enters with gate 0: the slot holds a zero vector at every layer
-    lines.append(row("slot: zero vector at every layer", base, build_method("capt", base, {"mean_gate": True}).eval(), task))
-    for label, fill in (("slot: the mean at the input only", "mean"), ("slot: zero vector at the input only", "zero")):
-        lines.append(row(label, base, slot_at_input(fill), task))
+    base, task = load_model("smollm2-135m"), load_task(args.task)
+    rows = slots(base)
+    keys = args.only.split(",") if args.only else list(rows)
+    if unknown := [key for key in keys if key not in rows]:
+        raise SystemExit(f"--only: unknown row {', '.join(unknown)}; the rows: {', '.join(rows)}")
+    only = f" --task {args.task}" * (args.task != "sst2") + f" --only {args.only}" * bool(args.only)
+    lines = [f"# python benchmarks/capt_sink.py{only} ({task.split_note}; untrained capsule, p = 0)"]
+    lines += [row(rows[key][0], base, rows[key][1](), task) for key in keys]
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.output:
