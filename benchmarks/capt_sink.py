@@ -76,17 +76,16 @@ def row(label: str, base, prompt_fn, task) -> str:
             f"|h0| entering layer {LAYER}: {position_zero_norm(base, prompt_fn, task):,.0f}")
 
 
-def slots(base) -> dict[str, tuple[str, object]]:
-    """Each row's key, label and prompt function (built when its row runs)."""
-    return {
-        "bare": ("bare model (zero-shot)", lambda: no_prompt),
-        "paper": ("capsule at position 0 (paper)", lambda: build_method("capt", base, {"sink_token": False}).eval()),
-        "bos": ("BOS sink, then the capsule", lambda: build_method("capt", base, {"sink_token": True}).eval()),
-        # untrained, the gated capsule's mean enters with gate 0: the slot holds a zero vector at every layer
-        "zero-every": ("slot: zero vector at every layer", lambda: build_method("capt", base, {"mean_gate": True}).eval()),
-        "mean-input": ("slot: the mean at the input only", lambda: slot_at_input("mean")),
-        "zero-input": ("slot: zero vector at the input only", lambda: slot_at_input("zero")),
-    }
+# Each row's key: its label and how to build its prompt function from the model.
+ROWS = {
+    "bare": ("bare model (zero-shot)", lambda base: no_prompt),
+    "paper": ("capsule at position 0 (paper)", lambda base: build_method("capt", base, {"sink_token": False}).eval()),
+    "bos": ("BOS sink, then the capsule", lambda base: build_method("capt", base, {"sink_token": True}).eval()),
+    # untrained, the gated capsule's mean enters with gate 0: the slot holds a zero vector at every layer
+    "zero-every": ("slot: zero vector at every layer", lambda base: build_method("capt", base, {"mean_gate": True}).eval()),
+    "mean-input": ("slot: the mean at the input only", lambda base: slot_at_input("mean")),
+    "zero-input": ("slot: zero vector at the input only", lambda base: slot_at_input("zero")),
+}
 
 
 def main() -> None:
@@ -95,14 +94,13 @@ def main() -> None:
     parser.add_argument("--task", default="sst2")
     parser.add_argument("--only", default="", help="comma-separated row keys (default: every row)")
     args = parser.parse_args()
+    keys = args.only.split(",") if args.only else list(ROWS)
+    if unknown := [key for key in keys if key not in ROWS]:  # before the model loads
+        raise SystemExit(f"--only: unknown row {', '.join(unknown)}; the rows: {', '.join(ROWS)}")
     base, task = load_model("smollm2-135m"), load_task(args.task)
-    rows = slots(base)
-    keys = args.only.split(",") if args.only else list(rows)
-    if unknown := [key for key in keys if key not in rows]:
-        raise SystemExit(f"--only: unknown row {', '.join(unknown)}; the rows: {', '.join(rows)}")
     only = f" --task {args.task}" * (args.task != "sst2") + f" --only {args.only}" * bool(args.only)
     lines = [f"# python benchmarks/capt_sink.py{only} ({task.split_note}; untrained capsule, p = 0)"]
-    lines += [row(rows[key][0], base, rows[key][1](), task) for key in keys]
+    lines += [row(ROWS[key][0], base, ROWS[key][1](base), task) for key in keys]
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.output:

@@ -528,3 +528,11 @@ def test_forward_only_rows_are_paired_with_zero_shots_answers_on_every_seed():
     records = {0: {"correct": "1111"}, 1: {"correct": "1110"}}  # right alone on rows 3-4 of seed 0 and row 3 of seed 1
     assert report_module.against_zero_shot(records, bare).startswith("+37.5, p = 0.25, detectable ")
     assert report_module.against_zero_shot(records, {"accuracy": 0.5}) == "zero-shot's rows not recorded"
+
+
+def test_capt_sink_refuses_an_unknown_row_before_loading_the_model():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "capt_sink.py"), "--only", "paper,papr"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1
+    assert "--only: unknown row papr; the rows: bare, paper, bos, zero-every, mean-input, zero-input" in result.stderr
+    assert "Loading weights" not in result.stderr
