@@ -3,7 +3,9 @@ r"""Compare every method with zero-shot and LoRA on several tasks and seeds, one
 Each (method, task, seed) cell is its own run whose result is kept as a JSON file under the results
 folder; cells already there are skipped, and the report (docs/results.md + a bar chart) is rebuilt from
 whatever cells exist, marking the missing ones. So the grid can be filled over several sessions: a run stopped
-mid-cell resumes from its last checkpoint (every 25 steps, under <results>/.runs/, which git ignores). Several
+mid-cell resumes from its last checkpoint (every 25 steps, under <results>/.runs/, which git ignores), and the rates
+of a --lr-grid it has trained wait on the cell's shelf (<task>/<method>/unfinished/, committed with the cells), so even
+a fresh checkout loses only the rate in progress. Several
 processes can fill one folder at once (the same command started once per core): each skips the runs another holds.
 
     python benchmarks/compare.py                       # the full grid (many hours on 2 CPU cores)
@@ -106,7 +108,9 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
     whose prompt is tested; every rate's dev score goes into the cell.
 
     Each run checkpoints into the cell's work folder (work_folder) and resumes from there: a grid stopped mid-cell
-    (a session's end) loses at most CHECKPOINT_EVERY steps of it."""
+    (a session's end) loses at most CHECKPOINT_EVERY steps of it. Each trained rate goes on the cell's shelf
+    (shelf_path, committed), so a fresh checkout loses at most the rate in progress; the chosen rate's prompt is
+    tested from the shelf."""
     from softprompt.training import checkpoints
     from softprompt.training.outputs import finish
     from softprompt.training.trainer import Trainer
@@ -114,32 +118,42 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
     rates = args.lr_grid or [learning_rate]
     work = work_folder(args, method, tasks, seed, optimizer)
     tried = cell_to_widen(args, cell_path(args.results, method, tasks[0], seed, args.variant, optimizer)).get("dev_scores", {})
-    chosen, dev_scores = None, {}
-    for rate in rates:
-        if f"{rate:g}" in tried:
-            dev_scores[rate] = tried[f"{rate:g}"]
-            print(f"    lr {rate:g}: tried by the cell already (dev {dev_scores[rate]:.3f})", flush=True)
-            continue
+    shelf_file = shelf_path(args, method, tasks, seed, optimizer)
+    shelf = shelved(shelf_file)
+
+    def trainer_at(rate: float) -> Trainer:
         length = {"epochs": args.epochs} if args.epochs else {"max_steps": steps_within(optimizer, {}, args.steps) * len(tasks)}
         config = softprompt.TrainConfig(task=",".join(tasks), method=method, seed=seed, optimizer=optimizer, **length,
                                         method_options={**preset_options(method, args.preset), **options}, learning_rate=rate,
                                         batch_size=args.batch_size, max_length=args.max_length, output_dir=str(work / f"lr={rate:g}"),
                                         zero_shot=False, checkpoint_every=CHECKPOINT_EVERY,
                                         dev_size=args.dev_size if args.lr_grid else 0)  # no grid: train on the whole carve, keep the last prompt
-        trainer = Trainer(config, base=args.base)
+        return Trainer(config, base=args.base)
+
+    dev_scores = {}
+    for rate in rates:
+        if f"{rate:g}" in tried:
+            dev_scores[rate] = tried[f"{rate:g}"]
+            print(f"    lr {rate:g}: tried by the cell already (dev {dev_scores[rate]:.3f})", flush=True)
+            continue
+        if f"{rate:g}" in shelf["dev_scores"]:
+            dev_scores[rate] = shelf["dev_scores"][f"{rate:g}"]
+            print(f"    lr {rate:g}: trained already, on the shelf (dev {dev_scores[rate]:.3f})", flush=True)
+            continue
+        start, trainer = time.perf_counter(), trainer_at(rate)
         if (trainer.output_dir / checkpoints.CHECKPOINT).exists():
             checkpoints.load(trainer)  # refuses a checkpoint of another run
             print(f"    lr {rate:g}: resumed at step {trainer.step}", flush=True)
         trainer.train()
         dev_scores[rate] = trainer.best_score
-        if chosen is None or trainer.best_score > chosen.best_score:  # ties: the earlier (smaller) rate
-            chosen = trainer
-        else:
-            del trainer  # only the chosen run's prompt is kept
+        shelf = shelve(shelf_file, args, shelf, trainer, time.perf_counter() - start)
+        del trainer  # the shelf keeps the best rate's prompt
     scores = {f"{rate:g}": score for rate, score in dev_scores.items()}
     best = max(rates, key=dev_scores.get)  # ties: the earlier rate
-    if chosen is None or best != chosen.config.learning_rate:  # a rate the cell had tried wins: its test result stands
+    if f"{best:g}" in tried:  # a rate the cell had tried wins: its test result stands
         return {task: {"dev_scores": scores} for task in tasks}
+    chosen = trainer_at(best)
+    restore(chosen, shelf_file, shelf)
     result = finish(chosen)
     log = [json.loads(line) for line in (chosen.output_dir / "metrics.jsonl").read_text().splitlines()]
     joint = {"joint_tasks": tasks} if len(tasks) > 1 else {}
@@ -151,6 +165,58 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
     return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint, **cost, **settings,  # prompts come in the order of the tasks
                    **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps", "correct")}}
             for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
+
+
+def shelf_path(args, method: str, tasks: list[str], seed: int, optimizer: str) -> Path:
+    """Where a run's trained rates wait until its cells are written: beside its (first) cell, so they are committed
+    with the cells and a grid split over sessions loses at most the rate in progress, even on a fresh checkout
+    (.runs/ is not committed). The record holds each trained rate's dev score and the log of the best one so far,
+    whose prompt state is the .safetensors file named after its rate (a few KB to a few MB)."""
+    cell = cell_path(args.results, method, tasks[0], seed, args.variant, optimizer)
+    return cell.parent / "unfinished" / cell.name
+
+
+def shelf_state(path: Path, rate: str) -> Path:
+    return path.with_name(f"{path.stem}.lr={rate}.safetensors")
+
+
+def shelved(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"dev_scores": {}, "wall_seconds": 0.0}
+
+
+def shelve(path: Path, args, shelf: dict, trainer, seconds: float) -> dict:
+    """Put a trained rate on the shelf; its prompt state replaces the shelved one only if it scored higher on the
+    dev carve (ties: the earlier rate). The record is rewritten before the old state goes, so a kill in between
+    leaves a shelf that is whole."""
+    from safetensors.torch import save_file
+
+    rate, best = f"{trainer.config.learning_rate:g}", shelf.get("best")
+    updated = {"budget": budget(args), "dev_scores": {**shelf["dev_scores"], rate: trainer.best_score},
+               "wall_seconds": shelf["wall_seconds"] + seconds, "best": best}
+    if best is None or trainer.best_score > shelf["dev_scores"][best["rate"]]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(trainer.best_state, shelf_state(path, rate))
+        updated["best"] = {"rate": rate, "step": trainer.step, "history": trainer.history}
+    write_text_atomic(path, json.dumps(updated))
+    if best is not None and updated["best"] is not best:
+        shelf_state(path, best["rate"]).unlink()
+    return updated
+
+
+def restore(trainer, path: Path, shelf: dict) -> None:
+    """Give a fresh trainer at the shelf's best rate the state and log its run ended with: what finish() reads."""
+    from safetensors.torch import load_file
+
+    best = shelf["best"]
+    trainer.best_state = load_file(shelf_state(path, best["rate"]))
+    trainer.best_score, trainer.step, trainer.history = shelf["dev_scores"][best["rate"]], best["step"], best["history"]
+
+
+def clear_shelf(path: Path) -> None:
+    for file in [path, *path.parent.glob(f"{path.stem}.lr=*.safetensors")]:
+        file.unlink(missing_ok=True)
+    if path.parent.exists() and not any(path.parent.iterdir()):
+        path.parent.rmdir()
 
 
 def work_folder(args, method: str, tasks: list[str], seed: int, optimizer: str) -> Path:
@@ -251,7 +317,8 @@ def check_budget(args) -> None:
     skipped as done, resumed, or compared with cells that had more or less of a chance) unless it only lacks rates
     of this grid (they are widened); else record this budget as the one the folder's unfinished runs (.runs/) belong to."""
     unfinished = args.results / ".runs" / "budget.json"
-    recorded = [r["budget"] for r in cell_records(args.results)] + ([json.loads(unfinished.read_text())] if unfinished.exists() else [])
+    shelves = [json.loads(path.read_text())["budget"] for path in args.results.glob("*/*/unfinished/seed*.json")]
+    recorded = [r["budget"] for r in cell_records(args.results)] + shelves + ([json.loads(unfinished.read_text())] if unfinished.exists() else [])
     others = sorted({json.dumps(b) for b in recorded if b != budget(args) and not narrower(b, budget(args))})
     if others:
         raise SoftPromptError(f"the cells or unfinished runs (.runs/) in {args.results} ran with {' or '.join(others)}, this run "
@@ -338,7 +405,8 @@ def plan(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:
     def estimate(method: str, run_tasks: list[str], seed: int, optimizer: str) -> float | None:  # a joint run's cells each hold its whole wall time
         guesses = [walls.get((method, Path(t).stem)) or by_task.get(Path(t).stem) for t in run_tasks]
         tried = cell_to_widen(args, cell_path(args.results, method, run_tasks[0], seed, args.variant, optimizer)).get("dev_scores", {})
-        rates = len(args.lr_grid or [None]) - len(tried)
+        shelf = shelved(shelf_path(args, method, run_tasks, seed, optimizer))["dev_scores"]
+        rates = len(args.lr_grid or [None]) - len(tried) - len(shelf)
         return rates * max(statistics.median(g) for g in guesses) if all(guesses) else None
 
     todo = [(run, estimate(*run)) for run in runs_to_do(args, methods, tasks, seeds)]
@@ -373,6 +441,8 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
     replaced = [t for t, path in paths.items() if path.exists() and t not in widened]
     if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
         print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
+    shelf = shelf_path(args, method, run_tasks, seed, optimizer)
+    earlier = shelved(shelf)["wall_seconds"]  # the rates trained by earlier processes
     start = time.perf_counter()
     results = run_cells(method, run_tasks, seed, args, optimizer)
     variant = ({"options": args.options} if args.options else {}) | ({"preset": args.preset} if args.preset else {})
@@ -381,7 +451,7 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
         before = widened.get(task, {})
         kept = {} if "accuracy" in result else before  # a widened cell whose chosen rate stood: its test result and the versions that made it
         record = {**kept, "method": method, **variant, "task": task, "seed": seed, **result,
-                  "wall_seconds": round(before.get("wall_seconds", 0) + time.perf_counter() - start, 3), "split": load_task(task).split_note,
+                  "wall_seconds": round(before.get("wall_seconds", 0) + earlier + time.perf_counter() - start, 3), "split": load_task(task).split_note,
                   "budget": budget(args), "command": args.command, **({} if kept else versions())}
         if before:
             record["widened_from"] = {"lr_grid": before["budget"]["lr_grid"], "command": before["command"]}
@@ -389,6 +459,7 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(record, indent=2))
         print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
+    clear_shelf(shelf)
 
 
 def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
+import softprompt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -214,6 +217,9 @@ def test_compare_trains_an_epoch_budget_in_a_folder_of_its_own(tmp_path, tiny_mo
 
 
 def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tiny_model_dir, reviews_file, monkeypatch, capsys):
+    """Stopped in its second rate, a grid cell resumes that rate from .runs/ and takes the first from the shelf; a fresh
+    checkout (no .runs/) takes the first rate from the shelf too: both write the cell the unbroken run wrote."""
+    from softprompt.training.outputs import finish
     from softprompt.training.trainer import Trainer
 
     compare_script = load_script("compare")
@@ -238,15 +244,31 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
     with pytest.raises(KeyboardInterrupt):
         run("stopped")
     monkeypatch.setattr(Trainer, "_step", original_step)
-    assert not (tmp_path / "stopped" / "reviews").exists()
+    shelf = tmp_path / "stopped" / "reviews" / "prompt-tuning" / "unfinished"
+    assert sorted(f.name for f in shelf.iterdir()) == ["seed0.json", "seed0.lr=0.3.safetensors"]  # the trained rate, committed
+    assert not (tmp_path / "stopped" / "reviews" / "prompt-tuning" / "seed0.json").exists()
+    shutil.copytree(tmp_path / "stopped", tmp_path / "fresh", ignore=shutil.ignore_patterns(".runs"))  # a fresh checkout of it
     capsys.readouterr()
     run("stopped")
     out = capsys.readouterr().out
-    assert "lr 0.3: resumed at step 4" in out and "lr 0.001: resumed at step 2" in out
-    straight, resumed = (json.loads((tmp_path / name / "reviews" / "prompt-tuning" / "seed0.json").read_text()) for name in ("straight", "stopped"))
-    assert {key: resumed[key] for key in ("accuracy", "correct", "dev_scores", "steps")} == \
-        {key: straight[key] for key in ("accuracy", "correct", "dev_scores", "steps")}
+    assert "lr 0.3: trained already, on the shelf (dev " in out and "lr 0.001: resumed at step 2" in out
+    run("fresh")
+    out = capsys.readouterr().out
+    assert "lr 0.3: trained already, on the shelf (dev " in out and "resumed" not in out
+    straight, resumed, fresh = (json.loads((tmp_path / name / "reviews" / "prompt-tuning" / "seed0.json").read_text())
+                                for name in ("straight", "stopped", "fresh"))
+    same = ("accuracy", "correct", "dev_scores", "steps", "forward_passes", "train_settings")
+    assert {key: resumed[key] for key in same} == {key: straight[key] for key in same} == {key: fresh[key] for key in same}
     assert not (tmp_path / "stopped" / ".runs" / "reviews" / "prompt-tuning" / "seed0").exists()  # the work folder goes once the cell is written
+    assert not shelf.exists()  # and the shelf
+
+    # the cell's test result is the chosen rate's own run, as one trained on its own scores it
+    chosen = max(straight["dev_scores"], key=straight["dev_scores"].get)
+    trainer = Trainer(softprompt.TrainConfig(task=str(reviews_file), method="prompt-tuning", model=str(tiny_model_dir), seed=0, max_steps=4,
+                                             learning_rate=float(chosen), batch_size=4, dev_size=4, zero_shot=False,
+                                             output_dir=str(tmp_path / "alone")))
+    trainer.train()
+    assert finish(trainer).metrics["correct"] == straight["correct"]
 
 
 def test_processes_filling_one_folder_never_run_the_same_cell(tmp_path, tiny_model_dir, reviews_file):
