@@ -80,6 +80,7 @@ from softprompt.tasks import load_task  # noqa: E402
 from compare_report import JOINT, LORA, TASKS, ZERO_SHOT, carve_stats, chart, grid_so_far, report_text  # noqa: E402
 
 CHECKPOINT_EVERY = 25  # steps: what a run stopped mid-cell can lose
+SHELF = "unfinished"  # the folder beside a cell where its trained rates wait (shelf_path)
 LORA_OPTIONS = {"rank": 8, "alpha": 16.0, "target_modules": "q_proj,v_proj"}  # the LoRA baseline's fixed shape: r=8 on q,v
 
 
@@ -110,7 +111,7 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
     Each run checkpoints into the cell's work folder (work_folder) and resumes from there: a grid stopped mid-cell
     (a session's end) loses at most CHECKPOINT_EVERY steps of it. Each trained rate goes on the cell's shelf
     (shelf_path, committed), so a fresh checkout loses at most the rate in progress; the chosen rate's prompt is
-    tested from the shelf."""
+    tested from the shelf. Each task's result carries the run's wall time, that of the processes before this one too."""
     from softprompt.training import checkpoints
     from softprompt.training.outputs import finish
     from softprompt.training.trainer import Trainer
@@ -151,10 +152,11 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
     scores = {f"{rate:g}": score for rate, score in dev_scores.items()}
     best = max(rates, key=dev_scores.get)  # ties: the earlier rate
     if f"{best:g}" in tried:  # a rate the cell had tried wins: its test result stands
-        return {task: {"dev_scores": scores} for task in tasks}
-    chosen = trainer_at(best)
+        return {task: {"dev_scores": scores, "wall_seconds": shelf["wall_seconds"]} for task in tasks}
+    start, chosen = time.perf_counter(), trainer_at(best)
     restore(chosen, shelf_file, shelf)
     result = finish(chosen)
+    wall = {"wall_seconds": shelf["wall_seconds"] + time.perf_counter() - start}  # the shelf's: every process's rates
     log = [json.loads(line) for line in (chosen.output_dir / "metrics.jsonl").read_text().splitlines()]
     joint = {"joint_tasks": tasks} if len(tasks) > 1 else {}
     cost = {"forward_passes": sum(r.get("forward_passes", 0) for r in log)}
@@ -162,7 +164,7 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
                                    "peak_lr": max(r["lr"] for r in log if "lr" in r)}}  # the rate in force (learning_rate 0: the default)
     if args.lr_grid:
         settings["dev_scores"] = scores
-    return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint, **cost, **settings,  # prompts come in the order of the tasks
+    return {task: {"accuracy": prompt.info["metrics"]["accuracy"], **joint, **cost, **settings, **wall,  # prompts come in the order of the tasks
                    **{key: prompt.info["metrics"].get(key) for key in ("trainable_parameters", "seconds_per_step", "steps", "correct")}}
             for task, prompt in zip(tasks, result.prompts.values(), strict=True)}
 
@@ -173,7 +175,7 @@ def shelf_path(args, method: str, tasks: list[str], seed: int, optimizer: str) -
     (.runs/ is not committed). The record holds each trained rate's dev score and the log of the best one so far,
     whose prompt state is the .safetensors file named after its rate (a few KB to a few MB)."""
     cell = cell_path(args.results, method, tasks[0], seed, args.variant, optimizer)
-    return cell.parent / "unfinished" / cell.name
+    return cell.parent / SHELF / cell.name
 
 
 def shelf_state(path: Path, rate: str) -> Path:
@@ -190,13 +192,15 @@ def shelve(path: Path, args, shelf: dict, trainer, seconds: float) -> dict:
     leaves a shelf that is whole."""
     from safetensors.torch import save_file
 
+    from softprompt.training.checkpoints import end_of_run
+
     rate, best = f"{trainer.config.learning_rate:g}", shelf.get("best")
     updated = {"budget": budget(args), "dev_scores": {**shelf["dev_scores"], rate: trainer.best_score},
                "wall_seconds": shelf["wall_seconds"] + seconds, "best": best}
     if best is None or trainer.best_score > shelf["dev_scores"][best["rate"]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(trainer.best_state, shelf_state(path, rate))
-        updated["best"] = {"rate": rate, "step": trainer.step, "history": trainer.history}
+        updated["best"] = {"rate": rate, **end_of_run(trainer)}
     write_text_atomic(path, json.dumps(updated))
     if best is not None and updated["best"] is not best:
         shelf_state(path, best["rate"]).unlink()
@@ -207,9 +211,10 @@ def restore(trainer, path: Path, shelf: dict) -> None:
     """Give a fresh trainer at the shelf's best rate the state and log its run ended with: what finish() reads."""
     from safetensors.torch import load_file
 
-    best = shelf["best"]
-    trainer.best_state = load_file(shelf_state(path, best["rate"]))
-    trainer.best_score, trainer.step, trainer.history = shelf["dev_scores"][best["rate"]], best["step"], best["history"]
+    from softprompt.training.checkpoints import restore_end_of_run
+
+    rate = shelf["best"]["rate"]
+    restore_end_of_run(trainer, load_file(shelf_state(path, rate)), shelf["dev_scores"][rate], shelf["best"])
 
 
 def clear_shelf(path: Path) -> None:
@@ -239,8 +244,9 @@ def preset_changes(method: str, preset: str) -> dict:
 def run_cells(method: str, tasks: list[str], seed: int, args, optimizer: str = "adamw") -> dict[str, dict]:
     """One run: the results of the cells (method, task, seed) for each task (several only for JOINT methods)."""
     if method == ZERO_SHOT:
+        start = time.perf_counter()
         bare = evaluate(args.base, no_prompt, load_task(tasks[0]), max_length=args.max_length, per_example=True)
-        return {tasks[0]: {**bare, "trainable_parameters": 0, "seconds_per_step": None, "steps": 0}}
+        return {tasks[0]: {**bare, "trainable_parameters": 0, "seconds_per_step": None, "steps": 0, "wall_seconds": time.perf_counter() - start}}
     if method == LORA:  # trained like every method, with the same batches, schedule and steps; --option is refused for it
         return run_method(method, tasks, seed, args, LORA_OPTIONS, args.lora_lr if optimizer == "adamw" else 0.0, optimizer)
     return run_method(method, tasks, seed, args, args.options, optimizer=optimizer)
@@ -315,13 +321,14 @@ def cell_to_widen(args, path: Path) -> dict:
 def check_budget(args) -> None:
     """Refuse to add cells to a folder whose cells, or unfinished runs, ran on another budget (they would be
     skipped as done, resumed, or compared with cells that had more or less of a chance) unless it only lacks rates
-    of this grid (they are widened); else record this budget as the one the folder's unfinished runs (.runs/) belong to."""
+    of this grid (they are widened); else record this budget as the one the folder's unfinished runs (.runs/, and
+    shelves: shelf_path) belong to."""
     unfinished = args.results / ".runs" / "budget.json"
-    shelves = [json.loads(path.read_text())["budget"] for path in args.results.glob("*/*/unfinished/seed*.json")]
+    shelves = [json.loads(path.read_text())["budget"] for path in args.results.glob(f"*/*/{SHELF}/seed*.json")]
     recorded = [r["budget"] for r in cell_records(args.results)] + shelves + ([json.loads(unfinished.read_text())] if unfinished.exists() else [])
     others = sorted({json.dumps(b) for b in recorded if b != budget(args) and not narrower(b, budget(args))})
     if others:
-        raise SoftPromptError(f"the cells or unfinished runs (.runs/) in {args.results} ran with {' or '.join(others)}, this run "
+        raise SoftPromptError(f"the cells or unfinished runs (.runs/, */{SHELF}/) in {args.results} ran with {' or '.join(others)}, this run "
                               f"asks for {json.dumps(budget(args))}: give another budget its own --results (and --report)")
     unfinished.parent.mkdir(parents=True, exist_ok=True)
     unfinished.write_text(json.dumps(budget(args)))
@@ -441,9 +448,6 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
     replaced = [t for t, path in paths.items() if path.exists() and t not in widened]
     if replaced:  # a joint run whose cells came from other tasks (git keeps the old cells)
         print(f"    replaces the existing cells on {','.join(replaced)}", flush=True)
-    shelf = shelf_path(args, method, run_tasks, seed, optimizer)
-    earlier = shelved(shelf)["wall_seconds"]  # the rates trained by earlier processes
-    start = time.perf_counter()
     results = run_cells(method, run_tasks, seed, args, optimizer)
     variant = ({"options": args.options} if args.options else {}) | ({"preset": args.preset} if args.preset else {})
     variant |= {"optimizer": optimizer} if optimizer != "adamw" and method != ZERO_SHOT else {}
@@ -451,7 +455,7 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
         before = widened.get(task, {})
         kept = {} if "accuracy" in result else before  # a widened cell whose chosen rate stood: its test result and the versions that made it
         record = {**kept, "method": method, **variant, "task": task, "seed": seed, **result,
-                  "wall_seconds": round(before.get("wall_seconds", 0) + earlier + time.perf_counter() - start, 3), "split": load_task(task).split_note,
+                  "wall_seconds": round(before.get("wall_seconds", 0) + result["wall_seconds"], 3), "split": load_task(task).split_note,
                   "budget": budget(args), "command": args.command, **({} if kept else versions())}
         if before:
             record["widened_from"] = {"lr_grid": before["budget"]["lr_grid"], "command": before["command"]}
@@ -459,7 +463,7 @@ def fill_run(args, method: str, run_tasks: list[str], seed: int, optimizer: str)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(record, indent=2))
         print(f"    {task}: accuracy {record['accuracy']:.3f}", flush=True)
-    clear_shelf(shelf)
+    clear_shelf(shelf_path(args, method, run_tasks, seed, optimizer))
 
 
 def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None:

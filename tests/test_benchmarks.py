@@ -247,6 +247,7 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
     shelf = tmp_path / "stopped" / "reviews" / "prompt-tuning" / "unfinished"
     assert sorted(f.name for f in shelf.iterdir()) == ["seed0.json", "seed0.lr=0.3.safetensors"]  # the trained rate, committed
     assert not (tmp_path / "stopped" / "reviews" / "prompt-tuning" / "seed0.json").exists()
+    shelved_seconds = json.loads((shelf / "seed0.json").read_text())["wall_seconds"]  # the first rate's, in the stopped process
     shutil.copytree(tmp_path / "stopped", tmp_path / "fresh", ignore=shutil.ignore_patterns(".runs"))  # a fresh checkout of it
     capsys.readouterr()
     run("stopped")
@@ -259,6 +260,7 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
                                 for name in ("straight", "stopped", "fresh"))
     same = ("accuracy", "correct", "dev_scores", "steps", "forward_passes", "train_settings")
     assert {key: resumed[key] for key in same} == {key: straight[key] for key in same} == {key: fresh[key] for key in same}
+    assert min(resumed["wall_seconds"], fresh["wall_seconds"]) > shelved_seconds > 0  # the stopped process's time counts
     assert not (tmp_path / "stopped" / ".runs" / "reviews" / "prompt-tuning" / "seed0").exists()  # the work folder goes once the cell is written
     assert not shelf.exists()  # and the shelf
 
@@ -291,13 +293,19 @@ def test_processes_filling_one_folder_never_run_the_same_cell(tmp_path, tiny_mod
     assert (tmp_path / "cells" / "reviews" / "prompt-tuning" / "seed0.json").exists() and not work.exists()
 
 
-def test_compare_refuses_to_resume_unfinished_runs_of_another_budget(tmp_path, tiny_model_dir, reviews_file):
-    (tmp_path / "cells" / ".runs").mkdir(parents=True)  # a grid stopped before its first cell, at 300 steps
-    (tmp_path / "cells" / ".runs" / "budget.json").write_text(json.dumps({"steps": 300, "batch_size": 4, "max_length": 256}))
+@pytest.mark.parametrize("left_by", [".runs/budget.json", "reviews/prompt-tuning/unfinished/seed0.json"])
+def test_compare_refuses_to_resume_unfinished_runs_of_another_budget(tmp_path, tiny_model_dir, reviews_file, left_by):
+    """A grid stopped at 300 steps, before its first cell: its work folder (.runs/, this machine's) or its shelf
+    (committed: a fresh checkout's) must not be resumed by a 2-step run."""
+    stale = tmp_path / "cells" / left_by
+    stale.parent.mkdir(parents=True)
+    budget = {"steps": 300, "batch_size": 4, "max_length": 256}
+    stale.write_text(json.dumps(budget if left_by.startswith(".runs") else {"budget": budget, "dev_scores": {"0.3": 0.5}, "wall_seconds": 9.0}))
     run = compare("--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "2", "--batch-size", "4", "--seeds", "0",
                   "--methods", "prompt-tuning", "--results", str(tmp_path / "cells"), "--report", str(tmp_path / "results.md"))
-    assert run.returncode == 2 and "cells or unfinished runs (.runs/)" in run.stderr and '{"steps": 300' in run.stderr
-    assert not (tmp_path / "cells" / "reviews").exists()  # nothing ran
+    assert run.returncode == 2 and "cells or unfinished runs (.runs/, */unfinished/)" in run.stderr and '{"steps": 300' in run.stderr
+    assert not (tmp_path / "cells" / "reviews" / "prompt-tuning" / "seed0.json").exists()  # nothing ran
+    assert sorted(p.relative_to(tmp_path / "cells").as_posix() for p in (tmp_path / "cells").rglob("*") if p.is_file()) == [left_by]  # nor was lost
 
 
 def test_compare_runs_a_preset_as_a_variant_at_the_comparisons_budget(tmp_path, tiny_model_dir, reviews_file):

@@ -52,6 +52,18 @@ def load(trainer) -> None:
     trainer.history = json.loads(state["history"])
 
 
+def end_of_run(trainer) -> dict:
+    """Where a trained run ended, as JSON: with its best state and score, all that finish() reads of it. A slim
+    checkpoint for a run kept past its output folder (compare.py's shelf); restore_end_of_run puts it back."""
+    return {"step": trainer.step, "history": trainer.history}
+
+
+def restore_end_of_run(trainer, best_state: dict, best_score: float, end: dict) -> None:
+    """Put a fresh trainer where a trained run ended (end_of_run), so that finish() tests that run's best prompt."""
+    trainer.best_state, trainer.best_score = best_state, best_score
+    trainer.step, trainer.history = end["step"], end["history"]
+
+
 def write_log(trainer) -> None:
     if trainer.accelerator.is_main_process:
         write_text_atomic(trainer.output_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in trainer.history))
