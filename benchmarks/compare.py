@@ -217,6 +217,12 @@ def restore(trainer, path: Path, shelf: dict) -> None:
     restore_end_of_run(trainer, load_file(shelf_state(path, rate)), shelf["dev_scores"][rate], shelf["best"])
 
 
+def shelf_records(results: Path) -> dict[tuple[str, str, int], dict]:
+    """Every shelf in a results folder (shelf_path's layout), by task, method as its cells are named, and seed."""
+    return {(path.parent.parent.parent.name, path.parent.parent.name, int(path.stem.removeprefix("seed"))): json.loads(path.read_text())
+            for path in results.glob(f"*/*/{SHELF}/seed*.json")}
+
+
 def clear_shelf(path: Path) -> None:
     for file in [path, *path.parent.glob(f"{path.stem}.lr=*.safetensors")]:
         file.unlink(missing_ok=True)
@@ -324,7 +330,7 @@ def check_budget(args) -> None:
     of this grid (they are widened); else record this budget as the one the folder's unfinished runs (.runs/, and
     shelves: shelf_path) belong to."""
     unfinished = args.results / ".runs" / "budget.json"
-    shelves = [json.loads(path.read_text())["budget"] for path in args.results.glob(f"*/*/{SHELF}/seed*.json")]
+    shelves = [shelf["budget"] for shelf in shelf_records(args.results).values()]
     recorded = [r["budget"] for r in cell_records(args.results)] + shelves + ([json.loads(unfinished.read_text())] if unfinished.exists() else [])
     others = sorted({json.dumps(b) for b in recorded if b != budget(args) and not narrower(b, budget(args))})
     if others:
@@ -473,7 +479,7 @@ def report(args, methods: list[str], tasks: list[str], seeds: list[int]) -> None
     carves = {Path(t).stem: carve_stats(load_task(t)) for t in tasks}
     stems = [Path(t).stem for t in tasks]
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.report, report_text(args, cells, methods, stems, seeds, carves))
+    write_text_atomic(args.report, report_text(args, cells, methods, stems, seeds, carves, shelf_records(args.results)))
     chart(cells, methods, stems, args.report.with_suffix(".png"), {t: c.floor for t, c in carves.items() if c})
     print(f"wrote {args.report}")
 

@@ -30,19 +30,33 @@ MUST_BEAT_ZERO_SHOT = ["sst2", "boolq"]
 CLAIM_ROWS = 200
 
 
-def report_text(args, cells: dict, methods: list[str], tasks: list[str], seeds: list[int], carves: dict) -> str:
+def report_text(args, cells: dict, methods: list[str], tasks: list[str], seeds: list[int], carves: dict, shelves: dict) -> str:
     """docs/results.md. `args` is the command line building it (model, budget, command, results folder);
-    `carves` holds each task's CarveStats (None for a carve without labels)."""
+    `carves` holds each task's CarveStats (None for a carve without labels); `shelves` the unfinished cells' shelf
+    records by (task, method as its cells are named, seed)."""
     noise = {t: c.standard_error for t, c in carves.items() if c}
     floors = {t: c.floor for t, c in carves.items() if c}
     splits = sorted({r["split"] for runs in cells.values() for r in runs})
     judging = claim_tasks(tasks, carves)
-    return "\n".join([*header_lines(args, cells), *stale_lines(cells, carves), *narrow_grid_lines(cells, args.lr_grid), *table_lines(cells, methods, tasks, seeds, carves), "",
+    return "\n".join([*header_lines(args, cells), *stale_lines(cells, carves), *narrow_grid_lines(cells, args.lr_grid), *table_lines(cells, methods, tasks, seeds, carves), *shelf_lines(shelves), "",
                       *claim_lines(cells, methods, judging, len(seeds), noise, left_out_note(tasks, judging, carves)),
                       *paired_lines(cells, judging), *floor_lines(cells, methods, tasks, floors), *variant_lines(cells, tasks),
                       *optimizer_lines(cells, tasks, args.steps), *tuning_lines(cells, tasks), *joint_lines(cells, f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps per task"),
                       "", "Splits:", *[f"- {s}" for s in splits], "",
                       f"![accuracy by method and task]({args.report.with_suffix('.png').name})", ""])
+
+
+def shelf_lines(shelves: dict) -> list[str]:
+    """The cells a grid has begun: how many of its rates each has trained, and their dev scores so far."""
+    if not shelves:
+        return []
+    lines = ["", "In progress: cells some of whose rates are trained and wait on the cell's shelf (`<task>/<method>/unfinished/`, "
+             "committed); rerunning the command that began them trains the rest, then tests the chosen rate."]
+    for (task, name, seed), shelf in sorted(shelves.items()):
+        scores = ", ".join(f"{rate}: {score:.2f}" for rate, score in shelf["dev_scores"].items())
+        lines.append(f"- {task}, {name}, seed {seed}: {len(shelf['dev_scores'])} of {len(shelf['budget']['lr_grid'])} rates "
+                     f"trained (dev {scores}; best so far {shelf['best']['rate']})")
+    return lines
 
 
 def claim_tasks(tasks: list[str], carves: dict) -> list[str]:

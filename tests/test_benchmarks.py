@@ -225,10 +225,10 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
     compare_script = load_script("compare")
     monkeypatch.setattr(compare_script, "CHECKPOINT_EVERY", 2)
 
-    def run(results: str) -> None:
+    def run(results: str, *flags: str) -> None:
         monkeypatch.setattr(sys, "argv", ["compare.py", "--model", str(tiny_model_dir), "--tasks", str(reviews_file), "--steps", "4",
                                           "--batch-size", "4", "--seeds", "0", "--methods", "prompt-tuning", "--lr-grid", "0.3,0.001",
-                                          "--dev-size", "4", "--results", str(tmp_path / results), "--report", str(tmp_path / f"{results}.md")])
+                                          "--dev-size", "4", "--results", str(tmp_path / results), "--report", str(tmp_path / f"{results}.md"), *flags])
         compare_script.main()
 
     run("straight")
@@ -248,6 +248,9 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
     assert sorted(f.name for f in shelf.iterdir()) == ["seed0.json", "seed0.lr=0.3.safetensors"]  # the trained rate, committed
     assert not (tmp_path / "stopped" / "reviews" / "prompt-tuning" / "seed0.json").exists()
     shelved_seconds = json.loads((shelf / "seed0.json").read_text())["wall_seconds"]  # the first rate's, in the stopped process
+    run("stopped", "--report-only")  # the report tells what the shelf holds
+    dev = json.loads((shelf / "seed0.json").read_text())["dev_scores"]["0.3"]
+    assert f"- reviews, prompt-tuning, seed 0: 1 of 2 rates trained (dev 0.3: {dev:.2f}; best so far 0.3)\n" in (tmp_path / "stopped.md").read_text()
     shutil.copytree(tmp_path / "stopped", tmp_path / "fresh", ignore=shutil.ignore_patterns(".runs"))  # a fresh checkout of it
     capsys.readouterr()
     run("stopped")
@@ -262,7 +265,7 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
     assert {key: resumed[key] for key in same} == {key: straight[key] for key in same} == {key: fresh[key] for key in same}
     assert min(resumed["wall_seconds"], fresh["wall_seconds"]) > shelved_seconds > 0  # the stopped process's time counts
     assert not (tmp_path / "stopped" / ".runs" / "reviews" / "prompt-tuning" / "seed0").exists()  # the work folder goes once the cell is written
-    assert not shelf.exists()  # and the shelf
+    assert not shelf.exists() and "In progress" not in (tmp_path / "stopped.md").read_text()  # and the shelf
 
     # the cell's test result is the chosen rate's own run, as one trained on its own scores it
     chosen = max(straight["dev_scores"], key=straight["dev_scores"].get)
