@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from paired import mcnemar  # beside this file, which is on the path of the scripts and the tests that load it
+from paired import holm, mcnemar  # beside this file, which is on the path of the scripts and the tests that load it
 from softprompt.methods import METHODS
 from softprompt.training.plots import plt
 
@@ -253,7 +253,7 @@ def variant_paired_lines(cells: dict, variants: list[str], tasks: list[str]) -> 
             if result:
                 change = {"holds": "better", "does not hold": "worse"}.get(result.verdict(), "no difference found")
                 found.append(paired_line(f"{name} vs {name.split('@')[0]}, {task}", result, change))
-    return ["", "Paired row by row (McNemar's exact test, seeds pooled, as for the claims):", "", *found] if found else []
+    return ["", "Paired row by row (McNemar's exact test, seeds pooled; each comparison on its own, uncorrected):", "", *found] if found else []
 
 
 def optimizer_lines(cells: dict, tasks: list[str], steps: int) -> list[str]:
@@ -348,16 +348,18 @@ def paired_lines_per_claim(cells: dict, tasks: list[str]) -> list[str]:
     """Each claim per task by McNemar's exact test on the test rows of every seed both ran, pooled, with the
     difference it could detect: holds / does not hold / undecided at this power."""
     lines = ["", "### The claims, paired row by row", "",
-             "McNemar's exact test over the test rows of every seed both methods ran (pooled); *detectable* is the "
-             "difference it finds 80% of the time at p < 0.05. Only cells that recorded each row's outcome count.", ""]
+             "McNemar's exact test over the test rows of every seed both methods ran (pooled). A claim is tested once per "
+             f"task, so its {len(tasks)} tasks are one family: each task's p is adjusted by Holm's step-down over them (a task "
+             "not measured yet counts as p = 1), and the verdict is read at adjusted p < 0.05. *detectable* is the difference "
+             "one test alone finds 80% of the time at p < 0.05; under the correction it takes more. Only cells that recorded "
+             "each row's outcome count.", ""]
     found = []
     for claim, method, baseline, needed in CLAIMS:
-        verdicts = {}
-        for task in tasks:
-            result = mcnemar(row_outcomes(cells, method, task), row_outcomes(cells, baseline, task))
-            if result:
-                verdicts[task] = result.verdict()
-                found.append(paired_line(f"{claim}, {task}", result, verdicts[task]))
+        results = {task: result for task in tasks
+                   if (result := mcnemar(row_outcomes(cells, method, task), row_outcomes(cells, baseline, task)))}
+        adjusted = holm({task: result.p_value for task, result in results.items()}, len(tasks))
+        verdicts = {task: result.verdict(adjusted[task]) for task, result in results.items()}
+        found += [paired_line(f"{claim}, {task}", result, verdicts[task], adjusted[task]) for task, result in results.items()]
         if verdicts:
             found.append(paired_claim_line(claim, verdicts, tasks_needed(needed, tasks), len(tasks)))
     return lines + (found or ["- no claim yet has cells of both its method and its baseline with per-row outcomes "
@@ -379,10 +381,17 @@ def paired_claim_line(claim: str, verdicts: dict[str, str], needed: int, tasks: 
             f"{counts['does not hold']}, undecided on {counts['undecided']}, not measured on {tasks - len(verdicts)}: **{verdict}**")
 
 
-def paired_line(label: str, result, verdict: str) -> str:
-    """One paired comparison as the report lists it: the difference, the rows that decide it, p, power, verdict."""
+def paired_line(label: str, result, verdict: str, adjusted_p: float | None = None) -> str:
+    """One paired comparison as the report lists it: the difference, the rows that decide it, p (and its
+    correction, where one applies), power, verdict."""
+    holm_p = "" if adjusted_p is None else f", Holm p {p_text(adjusted_p)}"
     return (f"- {label}: {result.difference:+.1f} points over {result.rows} paired rows ({result.method_only} vs "
-            f"{result.baseline_only} right alone), p = {result.p_value:.3f}, detectable {result.detectable:.1f}: **{verdict}**")
+            f"{result.baseline_only} right alone), p {p_text(result.p_value)}{holm_p}, detectable {result.detectable:.1f}: **{verdict}**")
+
+
+def p_text(p_value: float) -> str:
+    """A p-value as the report writes it: three decimals, and "< 0.001" rather than a p of zero."""
+    return "< 0.001" if p_value < 0.0005 else f"= {p_value:.3f}"
 
 
 def row_outcomes(cells: dict, method: str, task: str) -> dict[int, str]:

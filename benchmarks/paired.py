@@ -25,10 +25,10 @@ class Paired(NamedTuple):
         """Method minus baseline, in accuracy points."""
         return 100 * (self.method_only - self.baseline_only) / self.rows
 
-    def verdict(self) -> str:
+    def verdict(self, p_value: float | None = None) -> str:
         """For the claim "method >= baseline": holds (significantly better), does not hold (significantly
-        worse), or undecided at this power."""
-        if self.p_value < ALPHA:
+        worse), or undecided at this power; judged at `p_value` where a correction adjusted this test's p."""
+        if (self.p_value if p_value is None else p_value) < ALPHA:
             return "holds" if self.difference > 0 else "does not hold"
         return "undecided"
 
@@ -45,6 +45,19 @@ def mcnemar(method_cells: dict[int, str], baseline_cells: dict[int, str]) -> Pai
     discordant = method_only + baseline_only
     p_value = exact_two_sided(min(method_only, baseline_only), discordant)
     return Paired(len(pairs), method_only, baseline_only, p_value, detectable_difference(len(pairs), discordant / len(pairs)))
+
+
+def holm(p_values: dict[str, float], family: int) -> dict[str, float]:
+    """Holm's step-down adjusted p per test, in a family of `family` tests of which these are measured.
+
+    The k-th smallest p is multiplied by (family - k + 1), and no adjusted p is below one ranked ahead of it.
+    Tests not measured yet count as p = 1 (ranked last), so a later one can only lower these adjusted p's.
+    """
+    adjusted, running = {}, 0.0
+    for rank, (name, p_value) in enumerate(sorted(p_values.items(), key=lambda item: item[1])):
+        running = max(running, min(1.0, (family - rank) * p_value))
+        adjusted[name] = running
+    return adjusted
 
 
 def exact_two_sided(smaller: int, discordant: int) -> float:

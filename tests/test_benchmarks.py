@@ -401,7 +401,7 @@ def test_a_variant_is_paired_row_by_row_with_its_methods_defaults():
              ("lopa@preset=paper", "sst2"): [{"seed": 0, "correct": "0" * 10 + "1" * 20}],  # 20 rows swap: 2.80 * sqrt((20/30) / 30) = 41.8 detectable
              ("capt@preset=paper", "sst2"): [{"seed": 1, "correct": "0" * 10 + "1" * 20}]}  # 10 rows lost, none gained
     assert report_module.variant_paired_lines(cells, ["capt@preset=paper", "lopa@preset=paper"], ["sst2", "boolq"]) == [
-        "", "Paired row by row (McNemar's exact test, seeds pooled, as for the claims):", "",
+        "", "Paired row by row (McNemar's exact test, seeds pooled; each comparison on its own, uncorrected):", "",
         "- lopa@preset=paper vs lopa, sst2: +0.0 points over 30 paired rows (10 vs 10 right alone), p = 1.000, detectable 41.8: **no difference found**"]
     cells[("capt", "sst2")] = [{"seed": 1, "correct": "1" * 30}]
     assert report_module.variant_paired_lines(cells, ["capt@preset=paper"], ["sst2"])[-1] == (
@@ -520,6 +520,28 @@ def test_mcnemar_pools_the_common_seeds_and_states_its_power():
     assert mcnemar(baseline, method).verdict() == "does not hold"
     assert mcnemar({0: "10"}, {0: "01"}).verdict() == "undecided"
     assert round(paired.detectable, 1) == 34.3  # 20 pairs, 30% disagreeing: (1.96 + 0.84) * sqrt(0.3 / 20), at 80% power
+
+
+def test_holm_adjusts_each_claims_tasks_as_one_family():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from paired import holm
+
+    # by hand, family of 5: 0.001 * 5 = 0.005; 0.011 * 4 = 0.044; 0.012 * 3 = 0.036 is raised to 0.044; 0.3 * 2 = 0.6
+    assert holm({"a": 0.011, "b": 0.001, "c": 0.012, "d": 0.3}, 5) == pytest.approx({"a": 0.044, "b": 0.005, "c": 0.044, "d": 0.6})
+    assert holm({"a": 0.5}, 3) == {"a": 1.0} and holm({}, 5) == {}
+
+
+def test_a_task_significant_alone_is_undecided_once_the_claims_tasks_are_corrected_together():
+    report_module = load_report()
+    # 9 rows only prompt tuning gets right, 1 only PT-MoE: exact p = 2 * 11 / 2^10 = 0.021 alone, 3 * 0.021 = 0.064 over 3 tasks
+    ours, theirs = "0" * 9 + "1" + "1" * 10, "1" * 9 + "0" + "1" * 10
+    cells = {("prompt-tuning", "sst2"): [{"seed": 0, "correct": theirs}], ("pt-moe", "sst2"): [{"seed": 0, "correct": ours}]}
+    lines = [line for line in report_module.paired_lines_per_claim(cells, ["sst2", "sciq", "boolq"]) if "PT-MoE" in line]
+    assert lines[0] == ("- PT-MoE >= prompt tuning, sst2: -40.0 points over 20 paired rows (1 vs 9 right alone), p = 0.021, "
+                        "Holm p = 0.064, detectable 44.3: **undecided**")
+    assert lines[1].endswith("better on 0, worse on 0, undecided on 1, not measured on 2: **open**")
+    assert report_module.paired_lines_per_claim(cells, ["sst2"])[-1].endswith(  # a family of one: no correction, one loss decides
+        "better on 0, worse on 1, undecided on 0, not measured on 0: **does not hold**")
 
 
 def test_serve_speed_scheduling_part_compares_continuous_and_static_servers(tmp_path, tiny_model_dir):
