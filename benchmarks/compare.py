@@ -145,9 +145,10 @@ def run_method(method: str, tasks: list[str], seed: int, args, options: dict, le
         if (trainer.output_dir / checkpoints.CHECKPOINT).exists():
             checkpoints.load(trainer)  # refuses a checkpoint of another run
             print(f"    lr {rate:g}: resumed at step {trainer.step}", flush=True)
+        before = sum(record.get("seconds", 0) for record in trainer.history)  # a resumed rate's steps in the stopped process
         trainer.train()
         dev_scores[rate] = trainer.best_score
-        shelf = shelve(shelf_file, args, shelf, trainer, time.perf_counter() - start)
+        shelf = shelve(shelf_file, args, shelf, trainer, before + time.perf_counter() - start)
         del trainer  # the shelf keeps the best rate's prompt
     scores = {f"{rate:g}": score for rate, score in dev_scores.items()}
     best = max(rates, key=dev_scores.get)  # ties: the earlier rate

@@ -236,6 +236,8 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
 
     def dies_in_the_second_rate(self, group):
         record = original_step(self, group)
+        if self.config.learning_rate == 0.001:
+            record["seconds"] = 1000.0  # steps 1-2 reach the checkpoint with these timings
         if self.step == 3 and self.config.learning_rate == 0.001:
             raise KeyboardInterrupt  # a session's end: step 2's checkpoint survives, and the first rate's whole run
         return record
@@ -264,6 +266,7 @@ def test_compare_resumes_a_cell_stopped_mid_run_to_the_same_result(tmp_path, tin
     same = ("accuracy", "correct", "dev_scores", "steps", "forward_passes", "train_settings")
     assert {key: resumed[key] for key in same} == {key: straight[key] for key in same} == {key: fresh[key] for key in same}
     assert min(resumed["wall_seconds"], fresh["wall_seconds"]) > shelved_seconds > 0  # the stopped process's time counts
+    assert resumed["wall_seconds"] > 2000 > fresh["wall_seconds"]  # and so do the resumed rate's steps before the stop
     assert not (tmp_path / "stopped" / ".runs" / "reviews" / "prompt-tuning" / "seed0").exists()  # the work folder goes once the cell is written
     assert not shelf.exists() and "In progress" not in (tmp_path / "stopped.md").read_text()  # and the shelf
 
