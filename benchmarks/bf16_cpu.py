@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import softprompt  # noqa: E402
-from paired import mcnemar  # noqa: E402
+from paired import mcnemar, p_text  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "bf16_cpu"
 DTYPES = ("float32", "bfloat16")
@@ -65,7 +65,7 @@ def report(args) -> str:
     paired = mcnemar(*({r["seed"]: r[dtype]["correct"] for r in records if r[dtype].get("correct")} for dtype in ("bfloat16", "float32")))
     if paired:
         lines.append(f"paired over {paired.rows} rows: bf16 right alone on {paired.method_only}, fp32 alone on "
-                     f"{paired.baseline_only}; McNemar p = {paired.p_value:.3f}; a difference of {paired.detectable:.1f} "
+                     f"{paired.baseline_only}; McNemar p {p_text(paired.p_value)}; a difference of {paired.detectable:.1f} "
                      "points would be detected 80% of the time")
     return "\n".join(lines) + "\n"
 

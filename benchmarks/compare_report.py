@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from paired import holm, mcnemar  # beside this file, which is on the path of the scripts and the tests that load it
+from paired import holm, mcnemar, p_text  # beside this file, which is on the path of the scripts and the tests that load it
 from softprompt.methods import METHODS
 from softprompt.training.plots import plt
 
@@ -387,11 +387,6 @@ def paired_line(label: str, result, verdict: str, adjusted_p: float | None = Non
     holm_p = "" if adjusted_p is None else f", Holm p {p_text(adjusted_p)}"
     return (f"- {label}: {result.difference:+.1f} points over {result.rows} paired rows ({result.method_only} vs "
             f"{result.baseline_only} right alone), p {p_text(result.p_value)}{holm_p}, detectable {result.detectable:.1f}: **{verdict}**")
-
-
-def p_text(p_value: float) -> str:
-    """A p-value as the report writes it: three decimals, and "< 0.001" rather than a p of zero."""
-    return "< 0.001" if p_value < 0.0005 else f"= {p_value:.3f}"
 
 
 def row_outcomes(cells: dict, method: str, task: str) -> dict[int, str]:

@@ -6,7 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
-from paired import mcnemar
+from paired import mcnemar, p_text
 from softprompt.storage import atomic_path, write_text_atomic
 from softprompt.training.plots import plt
 
@@ -69,7 +69,7 @@ def against_zero_shot(records: dict[int, dict], bare: dict) -> str:
     if result is None:
         return "rows not recorded"
     verdict = {"holds": "better", "does not hold": "worse"}.get(result.verdict(), "undecided")
-    return f"{result.difference:+.1f}, p = {result.p_value:.2f}, detectable {result.detectable:.1f}: {verdict}"
+    return f"{result.difference:+.1f}, p {p_text(result.p_value)}, detectable {result.detectable:.1f}: {verdict}"
 
 
 def tuning_lines(results: Path) -> list[str]:

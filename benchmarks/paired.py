@@ -73,3 +73,8 @@ def detectable_difference(rows: int, discordant_share: float) -> float:
     which this share disagree (Connor's normal approximation: d = (z_a + z_b) * sqrt(share / rows))."""
     z = NormalDist().inv_cdf(1 - ALPHA / 2) + NormalDist().inv_cdf(POWER)
     return 100 * z * math.sqrt(max(discordant_share, 1 / rows) / rows)
+
+
+def p_text(p_value: float) -> str:
+    """A p-value as the report writes it: three decimals, and "< 0.001" rather than a p of zero."""
+    return "< 0.001" if p_value < 0.0005 else f"= {p_value:.3f}"

@@ -584,8 +584,11 @@ def test_forward_only_rows_are_paired_with_zero_shots_answers_on_every_seed():
     report_module = load_script("forward_only_report")
     bare = {"seed": 0, "accuracy": 0.5, "correct": "1100"}
     records = {0: {"correct": "1111"}, 1: {"correct": "1110"}}  # right alone on rows 3-4 of seed 0 and row 3 of seed 1
-    assert report_module.against_zero_shot(records, bare).startswith("+37.5, p = 0.25, detectable ")
+    assert report_module.against_zero_shot(records, bare).startswith("+37.5, p = 0.250, detectable ")
     assert report_module.against_zero_shot(records, {"accuracy": 0.5}) == "zero-shot's rows not recorded"
+    # right alone on all 16 rows: exact p = 2 / 2^16, which three decimals would print as a p of zero
+    always_right = report_module.against_zero_shot({0: {"correct": "1" * 16}}, {"seed": 0, "correct": "0" * 16})
+    assert always_right.startswith("+100.0, p < 0.001, detectable ")
 
 
 def test_capt_sink_refuses_an_unknown_row_before_loading_the_model():
