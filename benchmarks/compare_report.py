@@ -6,6 +6,7 @@ function of those records and the tasks' test carves, so it is tested without tr
 from __future__ import annotations
 
 import math
+import shlex
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -70,11 +71,28 @@ def left_out_note(tasks: list[str], judging: list[str], carves: dict) -> str:
     return f"Only tasks with at least {CLAIM_ROWS} labelled test rows judge a claim; in the table only: {', '.join(left_out)}." if left_out else ""
 
 
+def split_report(command: str) -> tuple[list[str], str | None]:
+    """A command's words less its --report option, and that option's value (None when absent)."""
+    words, kept, report = iter(shlex.split(command)), [], None
+    for word in words:
+        if word == "--report":
+            report = next(words, None)
+        elif word.startswith("--report="):
+            report = word.partition("=")[2]
+        else:
+            kept.append(word)
+    return kept, report
+
+
 def header_lines(args, cells: dict) -> list[str]:
-    """Which commands made the cells, and the budget every run had."""
-    commands = sorted({r["command"] for runs in cells.values() for r in runs})
+    """Which commands made the cells, and the budget every run had. Each command is shown with this report's
+    --report: lanes that wrote scratch reports ran the same cells, and the line a reader copies must rebuild this
+    report, not a scratch file (nor, with no --report, the default docs/results.md)."""
+    report = split_report(args.command)[1] or "docs/results.md"
+    commands = sorted({shlex.join([*split_report(r["command"])[0], "--report", report]) for runs in cells.values() for r in runs})
     return [f"# Method comparison on {args.model}", "",
-            f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran:",
+            f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran "
+            "(each shown with this report's `--report`: where a run wrote its report does not change its cells):",
             *[f"- `{c}`" for c in commands], "",
             f"Budget per run: {f'{args.epochs} epochs of the train carve' if args.epochs else f'{args.steps} optimizer steps'} "
             f"in batches of {args.batch_size}, inputs cut to {args.max_length} tokens. "

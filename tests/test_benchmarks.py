@@ -499,6 +499,20 @@ def test_the_speed_column_is_read_on_the_task_its_header_names():
     assert report_module.table_row(cells, "capt", ["sst2", "sciq"], 3) == "| capt | — (0/3) | 80.0 (1/3) | 11,520 |  |"
 
 
+def test_the_header_lists_each_cells_command_once_whatever_report_it_wrote():
+    """Lanes that wrote scratch reports ran the same cells as the one that wrote docs/: one line, naming this report."""
+    report_module = load_report()
+    base = "python benchmarks/compare.py --tasks sst2 --seeds 0"
+    cells = {("lopa", "sst2"): [{"command": f"{base} --report /tmp/lane1.md"}, {"command": f"{base} --report=docs/results.md"}],
+             ("capt", "sst2"): [{"command": f"{base} --report docs/results.md --methods capt"}]}
+    args = type("Args", (), {"model": "m", "command": "python benchmarks/compare.py --report docs/results.md --report-only", "results": Path("compare"),
+                             "epochs": None, "steps": 150, "batch_size": 8, "max_length": 256, "lr_grid": None})
+    listed = [line for line in report_module.header_lines(args, cells) if line.startswith("- `")]
+    assert listed == [f"- `{base} --methods capt --report docs/results.md`", f"- `{base} --report docs/results.md`"]
+    args.command = "python benchmarks/compare.py --report=docs/tuned.md --report-only"
+    assert [line for line in report_module.header_lines(args, cells) if line.startswith("- `")][1] == f"- `{base} --report docs/tuned.md`"
+
+
 def test_cells_from_an_older_carve_of_a_task_are_flagged():
     report_module = load_report()
     now, before = "boolq: 2270 train / 1000 test", "boolq: 2770 train / 500 test"
