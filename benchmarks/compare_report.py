@@ -16,6 +16,7 @@ from paired import holm, mcnemar, p_text  # beside this file, which is on the pa
 from softprompt.methods import METHODS
 from softprompt.training.plots import plt
 
+ROOT = Path(__file__).resolve().parent.parent
 # The grid's names, shared with the runner (benchmarks/compare.py), which imports them from here.
 ZERO_SHOT, LORA = "zero-shot", "lora"
 JOINT = {"multitask-prompt-tuning"}  # trained on all the run's tasks at once: one run fills a cell per task
@@ -71,25 +72,23 @@ def left_out_note(tasks: list[str], judging: list[str], carves: dict) -> str:
     return f"Only tasks with at least {CLAIM_ROWS} labelled test rows judge a claim; in the table only: {', '.join(left_out)}." if left_out else ""
 
 
-def split_report(command: str) -> tuple[list[str], str | None]:
-    """A command's words less its --report option, and that option's value (None when absent)."""
-    words, kept, report = iter(shlex.split(command)), [], None
+def without_report(command: str) -> list[str]:
+    """A command's words less its --report option (in either spelling)."""
+    words, kept = iter(shlex.split(command)), []
     for word in words:
         if word == "--report":
-            report = next(words, None)
-        elif word.startswith("--report="):
-            report = word.partition("=")[2]
-        else:
+            next(words, None)
+        elif not word.startswith("--report="):
             kept.append(word)
-    return kept, report
+    return kept
 
 
 def header_lines(args, cells: dict) -> list[str]:
     """Which commands made the cells, and the budget every run had. Each command is shown with this report's
     --report: lanes that wrote scratch reports ran the same cells, and the line a reader copies must rebuild this
     report, not a scratch file (nor, with no --report, the default docs/results.md)."""
-    report = split_report(args.command)[1] or "docs/results.md"
-    commands = sorted({shlex.join([*split_report(r["command"])[0], "--report", report]) for runs in cells.values() for r in runs})
+    report = args.report.relative_to(ROOT) if args.report.is_relative_to(ROOT) else args.report
+    commands = sorted({shlex.join([*without_report(r["command"]), "--report", str(report)]) for runs in cells.values() for r in runs})
     return [f"# Method comparison on {args.model}", "",
             f"Report built by: `{args.command}` from the cells in `{args.results.name}/`, which these commands ran "
             "(each shown with this report's `--report`: where a run wrote its report does not change its cells):",

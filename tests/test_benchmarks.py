@@ -505,11 +505,11 @@ def test_the_header_lists_each_cells_command_once_whatever_report_it_wrote():
     base = "python benchmarks/compare.py --tasks sst2 --seeds 0"
     cells = {("lopa", "sst2"): [{"command": f"{base} --report /tmp/lane1.md"}, {"command": f"{base} --report=docs/results.md"}],
              ("capt", "sst2"): [{"command": f"{base} --report docs/results.md --methods capt"}]}
-    args = type("Args", (), {"model": "m", "command": "python benchmarks/compare.py --report docs/results.md --report-only", "results": Path("compare"),
+    args = type("Args", (), {"model": "m", "command": "python benchmarks/compare.py --report-only", "report": ROOT / "docs" / "results.md", "results": Path("compare"),
                              "epochs": None, "steps": 150, "batch_size": 8, "max_length": 256, "lr_grid": None})
     listed = [line for line in report_module.header_lines(args, cells) if line.startswith("- `")]
     assert listed == [f"- `{base} --methods capt --report docs/results.md`", f"- `{base} --report docs/results.md`"]
-    args.command = "python benchmarks/compare.py --report=docs/tuned.md --report-only"
+    args.report = Path("docs/tuned.md")
     assert [line for line in report_module.header_lines(args, cells) if line.startswith("- `")][1] == f"- `{base} --report docs/tuned.md`"
 
 
