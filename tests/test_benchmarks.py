@@ -398,14 +398,17 @@ def test_only_test_carves_big_enough_to_decide_judge_claims():
     assert report_module.left_out_note(["sst2"], ["sst2"], carves) == ""
 
 
-def test_a_variant_is_paired_row_by_row_with_its_methods_defaults():
+def test_a_variant_is_paired_row_by_row_with_its_methods_defaults_and_its_claims_baseline():
     report_module = load_report()
     cells = {("lopa", "sst2"): [{"seed": 0, "correct": "1" * 20 + "0" * 10}, {"seed": 1, "correct": "1" * 30}],
              ("lopa@preset=paper", "sst2"): [{"seed": 0, "correct": "0" * 10 + "1" * 20}],  # 20 rows swap: 2.80 * sqrt((20/30) / 30) = 41.8 detectable
-             ("capt@preset=paper", "sst2"): [{"seed": 1, "correct": "0" * 10 + "1" * 20}]}  # 10 rows lost, none gained
+             ("capt@preset=paper", "sst2"): [{"seed": 1, "correct": "0" * 10 + "1" * 20}],  # 10 rows lost, none gained
+             ("prompt-tuning", "sst2"): [{"seed": 0, "correct": "0" * 30}]}  # the paper recipe right alone on 20 rows
     assert report_module.variant_paired_lines(cells, ["capt@preset=paper", "lopa@preset=paper"], ["sst2", "boolq"]) == [
-        "", "Paired row by row (McNemar's exact test, seeds pooled; each comparison on its own, uncorrected):", "",
-        "- lopa@preset=paper vs lopa, sst2: +0.0 points over 30 paired rows (10 vs 10 right alone), p = 1.000, detectable 41.8: **no difference found**"]
+        "", ("Paired row by row (McNemar's exact test, seeds pooled; each comparison on its own, uncorrected): each variant "
+             "against its method's defaults, then against the baseline of its method's claim."), "",
+        "- lopa@preset=paper vs lopa, sst2: +0.0 points over 30 paired rows (10 vs 10 right alone), p = 1.000, detectable 41.8: **no difference found**",
+        "- lopa@preset=paper vs prompt-tuning, sst2: +66.7 points over 30 paired rows (20 vs 0 right alone), p < 0.001, detectable 41.8: **better**"]
     cells[("capt", "sst2")] = [{"seed": 1, "correct": "1" * 30}]
     assert report_module.variant_paired_lines(cells, ["capt@preset=paper"], ["sst2"])[-1] == (
         "- capt@preset=paper vs capt, sst2: -33.3 points over 30 paired rows (0 vs 10 right alone), p = 0.002, detectable 29.5: **worse**")
