@@ -182,7 +182,8 @@ def tuning_lines(cells: dict, tasks: list[str]) -> list[str]:
         return []
     lines = ["", "## Chosen learning rates", "",
              ("The rate each seed's run chose on its dev carve (seed: rate); * marks an end of the grid, where the method's best "
-              "rate may lie beyond it; \"tied\" counts the other rates that scored the same on the dev carve (ties go to the smaller)."),
+              "rate may lie beyond it; \"by\" is how many dev rows the rate scored above the next best, \"tied\" counts the other rates "
+              "that scored the same (ties go to the smaller). A margin of a row or two says the dev carve hardly told the rates apart."),
              "", "| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for name in sorted({name for name, _ in chosen}):
         lines.append(f"| {name} | " + " | ".join(", ".join(f"{seed}: {rate}" for seed, rate in chosen.get((name, t), [])) or "—"
@@ -191,10 +192,13 @@ def tuning_lines(cells: dict, tasks: list[str]) -> list[str]:
 
 
 def chosen_rate(record: dict) -> str:
-    """A tuned cell's rate as the table shows it: e.g. 0.03*, or 0.001 (tied with 3)."""
+    """A tuned cell's rate as the table shows it: e.g. 0.03* (by 2), or 0.001 (tied with 3). The margin, in dev rows
+    over the next best rate, says how firmly the dev carve chose: a margin of a row or two is close to a coin toss."""
     rate, scores = f"{record['train_settings']['learning_rate']:g}", record["dev_scores"]
     tied = sum(score == scores[rate] for score in scores.values()) - 1
-    return rate + ("*" if rate in (next(iter(scores)), next(reversed(scores))) else "") + (f" (tied with {tied})" if tied else "")
+    runner_up = max(score for other, score in scores.items() if other != rate)
+    decided = f"tied with {tied}" if tied else f"by {round((scores[rate] - runner_up) * record['budget']['dev_size'])}"
+    return rate + ("*" if rate in (next(iter(scores)), next(reversed(scores))) else "") + f" ({decided})"
 
 
 def joint_lines(cells: dict, length: str) -> list[str]:

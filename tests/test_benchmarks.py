@@ -414,14 +414,15 @@ def test_a_variant_is_paired_row_by_row_with_its_methods_defaults_and_its_claims
         "- capt@preset=paper vs capt, sst2: -33.3 points over 30 paired rows (0 vs 10 right alone), p = 0.002, detectable 29.5: **worse**")
 
 
-def test_chosen_rates_show_the_grids_ends_and_ties():
+def test_chosen_rates_show_the_grids_ends_ties_and_dev_margins():
     report_module = load_report()
     def cell(seed, rate, scores):
-        return {"seed": seed, "train_settings": {"learning_rate": rate}, "dev_scores": dict(zip(["0.001", "0.003", "0.01", "0.03"], scores))}
+        return {"seed": seed, "train_settings": {"learning_rate": rate}, "budget": {"dev_size": 100},
+                "dev_scores": dict(zip(["0.001", "0.003", "0.01", "0.03"], scores))}
     cells = {("capt", "sst2"): [cell(1, 0.01, [0.7, 0.8, 0.9, 0.85]), cell(0, 0.03, [0.73, 0.54, 0.86, 0.88])],
              ("lopa", "sst2"): [cell(0, 0.001, [0.86, 0.86, 0.86, 0.85])]}
     assert report_module.tuning_lines(cells, ["sst2", "boolq"])[-2:] == [
-        "| capt | 0: 0.03*, 1: 0.01 | — |", "| lopa | 0: 0.001* (tied with 2) | — |"]
+        "| capt | 0: 0.03* (by 2), 1: 0.01 (by 5) | — |", "| lopa | 0: 0.001* (tied with 2) | — |"]
 
 
 def test_no_claim_holds_before_anything_is_measured_against_zero_shot():
