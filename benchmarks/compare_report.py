@@ -188,9 +188,10 @@ def tuning_lines(cells: dict, tasks: list[str]) -> list[str]:
     for name in sorted({name for name, _ in chosen}):
         lines.append(f"| {name} | " + " | ".join(", ".join(f"{seed}: {rate}" for seed, rate in chosen.get((name, t), [])) or "—"
                                                     for t in tasks) + " |")
-    margins = [dev_margin(r) for (name, task), runs in cells.items() if (name, task) in chosen and task in tasks for r in runs]
+    margins = [margin for (name, task), runs in cells.items() if (name, task) in chosen and task in tasks
+               for margin in map(dev_margin, runs) if margin is not None]
     close = sum(margin <= 2 for margin in margins)
-    return lines + ["", f"{close} of the {len(margins)} choices above were tied or won by at most 2 dev rows."]
+    return lines + ["", f"{close} of the {len(margins)} choices among two or more rates were tied or won by at most 2 dev rows."]
 
 
 def chosen_rate(record: dict) -> str:
@@ -198,16 +199,16 @@ def chosen_rate(record: dict) -> str:
     over the next best rate, says how firmly the dev carve chose: a margin of a row or two is close to a coin toss."""
     rate, scores = f"{record['train_settings']['learning_rate']:g}", record["dev_scores"]
     tied = sum(score == scores[rate] for score in scores.values()) - 1
-    decided = f"tied with {tied}" if tied else f"by {dev_margin(record)}"
-    return rate + ("*" if rate in (next(iter(scores)), next(reversed(scores))) else "") + f" ({decided})"
+    margin = dev_margin(record)
+    decided = f" (tied with {tied})" if tied else f" (by {margin})" if margin is not None else ""
+    return rate + ("*" if rate in (next(iter(scores)), next(reversed(scores))) else "") + decided
 
 
-def dev_margin(record: dict) -> int:
-    """How many dev rows a tuned cell's chosen rate scored above the next best rate (0: tied)."""
-    scores = record["dev_scores"]
+def dev_margin(record: dict) -> int | None:
+    """How many dev rows a tuned cell's chosen rate scored above the next best rate (0: tied; None: a grid of one rate)."""
     rate = f"{record['train_settings']['learning_rate']:g}"
-    runner_up = max(score for other, score in scores.items() if other != rate)
-    return round((scores[rate] - runner_up) * record["budget"]["dev_size"])
+    others = [score for other, score in record["dev_scores"].items() if other != rate]
+    return round((record["dev_scores"][rate] - max(others)) * record["budget"]["dev_size"]) if others else None
 
 
 def joint_lines(cells: dict, length: str) -> list[str]:

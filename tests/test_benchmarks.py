@@ -420,10 +420,11 @@ def test_chosen_rates_show_the_grids_ends_ties_and_dev_margins():
         return {"seed": seed, "train_settings": {"learning_rate": rate}, "budget": {"dev_size": 100},
                 "dev_scores": dict(zip(["0.001", "0.003", "0.01", "0.03"], scores))}
     cells = {("capt", "sst2"): [cell(1, 0.01, [0.7, 0.8, 0.9, 0.85]), cell(0, 0.03, [0.73, 0.54, 0.86, 0.88])],
-             ("lopa", "sst2"): [cell(0, 0.001, [0.86, 0.86, 0.86, 0.85])]}
-    assert report_module.tuning_lines(cells, ["sst2", "boolq"])[-4:] == [
-        "| capt | 0: 0.03* (by 2), 1: 0.01 (by 5) | — |", "| lopa | 0: 0.001* (tied with 2) | — |",
-        "", "2 of the 3 choices above were tied or won by at most 2 dev rows."]
+             ("lopa", "sst2"): [cell(0, 0.001, [0.86, 0.86, 0.86, 0.85])],
+             ("lora", "sst2"): [{**cell(0, 0.003, []), "dev_scores": {"0.003": 0.8}}]}  # a grid of one rate: no margin to tell
+    assert report_module.tuning_lines(cells, ["sst2", "boolq"])[-5:] == [
+        "| capt | 0: 0.03* (by 2), 1: 0.01 (by 5) | — |", "| lopa | 0: 0.001* (tied with 2) | — |", "| lora | 0: 0.003* | — |",
+        "", "2 of the 3 choices among two or more rates were tied or won by at most 2 dev rows."]
 
 
 def test_no_claim_holds_before_anything_is_measured_against_zero_shot():
