@@ -175,7 +175,8 @@ def in_order(names: list[str], default: list[str]) -> list[str]:
 
 def tuning_lines(cells: dict, tasks: list[str]) -> list[str]:
     """For cells run with --lr-grid: the rate each seed's run chose on its dev carve, per method and task, starred
-    at an end of the grid (the method's best rate may lie beyond it) and with the rates its dev score tied."""
+    at an end of the grid (the method's best rate may lie beyond it), with its dev margin or the rates it tied, and a
+    count of the choices the dev carve barely decided."""
     chosen = {(name, task): sorted((r["seed"], chosen_rate(r)) for r in runs)
               for (name, task), runs in cells.items() if all("dev_scores" in r for r in runs)}
     if not chosen:
