@@ -387,15 +387,18 @@ def paired_lines_per_claim(cells: dict, tasks: list[str]) -> list[str]:
              "McNemar's exact test over the test rows of every seed both methods ran (pooled). A claim is tested once per "
              f"task, so its {len(tasks)} tasks are one family: each task's p is adjusted by Holm's step-down over them (a task "
              "not measured yet counts as p = 1), and the verdict is read at adjusted p < 0.05. *detectable* is the difference "
-             "one test alone finds 80% of the time at p < 0.05; under the correction it takes more. Only cells that recorded "
-             "each row's outcome count.", ""]
+             "one test alone finds 80% of the time at p < 0.05; under the correction it takes more. Where a task is undecided, "
+             f"*seeds to decide* is how many seeds of its test carve would find the difference measured 80% of the time at p < "
+             f"0.05 / {len(tasks)} (Bonferroni's, the strictest step of Holm's), were the difference and the share of rows the "
+             "two disagree on to stay as measured: a figure for planning runs, not evidence. Only cells that recorded each "
+             "row's outcome count.", ""]
     found = []
     for claim, method, baseline, needed in CLAIMS:
         results = {task: result for task in tasks
                    if (result := mcnemar(row_outcomes(cells, method, task), row_outcomes(cells, baseline, task)))}
         adjusted = holm({task: result.p_value for task, result in results.items()}, len(tasks))
         verdicts = {task: result.verdict(adjusted[task]) for task, result in results.items()}
-        found += [paired_line(f"{claim}, {task}", result, verdicts[task], adjusted[task]) for task, result in results.items()]
+        found += [paired_line(f"{claim}, {task}", result, verdicts[task], adjusted[task], len(tasks)) for task, result in results.items()]
         if verdicts:
             found.append(paired_claim_line(claim, verdicts, tasks_needed(needed, tasks), len(tasks)))
     return lines + (found or ["- no claim yet has cells of both its method and its baseline with per-row outcomes "
@@ -417,12 +420,17 @@ def paired_claim_line(claim: str, verdicts: dict[str, str], needed: int, tasks: 
             f"{counts['does not hold']}, undecided on {counts['undecided']}, not measured on {tasks - len(verdicts)}: **{verdict}**")
 
 
-def paired_line(label: str, result, verdict: str, adjusted_p: float | None = None) -> str:
+def paired_line(label: str, result, verdict: str, adjusted_p: float | None = None, family: int | None = None) -> str:
     """One paired comparison as the report lists it: the difference, the rows that decide it, p (and its
-    correction, where one applies), power, verdict."""
+    correction, where one applies), power, verdict; and where a claim's test in a `family` is undecided, the
+    seeds it would take to decide it."""
     holm_p = "" if adjusted_p is None else f", Holm p {p_text(adjusted_p)}"
-    return (f"- {label}: {result.difference:+.1f} points over {result.rows} paired rows ({result.method_only} vs "
+    line = (f"- {label}: {result.difference:+.1f} points over {result.rows} paired rows ({result.method_only} vs "
             f"{result.baseline_only} right alone), p {p_text(result.p_value)}{holm_p}, detectable {result.detectable:.1f}: **{verdict}**")
+    if family is None or verdict != "undecided":
+        return line
+    seeds = result.seeds_to_decide(family)
+    return line + (" (no difference to decide)" if seeds is None else f" (seeds to decide: {seeds}; {result.seeds} ran)")
 
 
 def row_outcomes(cells: dict, method: str, task: str) -> dict[int, str]:

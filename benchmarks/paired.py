@@ -19,6 +19,7 @@ class Paired(NamedTuple):
     baseline_only: int  # rows only the baseline got right
     p_value: float  # McNemar's exact (binomial) two-sided p
     detectable: float  # accuracy difference (points) this many pairs detect with POWER at ALPHA
+    seeds: int = 1  # seeds pooled
 
     @property
     def difference(self) -> float:
@@ -32,19 +33,28 @@ class Paired(NamedTuple):
             return "holds" if self.difference > 0 else "does not hold"
         return "undecided"
 
+    def seeds_to_decide(self, family: int = 1) -> int | None:
+        """Seeds (of this test carve) that would find the measured difference with POWER at ALPHA / family
+        (Bonferroni's, the strictest step of Holm's), were the difference and the share of disagreeing rows to stay
+        as measured: a planning figure, not evidence. None where both got as many rows right (nothing to find)."""
+        if self.method_only == self.baseline_only:
+            return None
+        share = (self.method_only + self.baseline_only) / self.rows
+        return math.ceil(rows_to_detect(abs(self.difference), share, ALPHA / family) / (self.rows / self.seeds))
+
 
 def mcnemar(method_cells: dict[int, str], baseline_cells: dict[int, str]) -> Paired | None:
     """The paired test over the seeds both have per-row results for (seed -> correct string); None if none."""
-    seeds = sorted(set(method_cells) & set(baseline_cells))
-    pairs = [(a == "1", b == "1") for seed in seeds if len(method_cells[seed]) == len(baseline_cells[seed])
-             for a, b in zip(method_cells[seed], baseline_cells[seed])]
+    seeds = [seed for seed in sorted(set(method_cells) & set(baseline_cells)) if len(method_cells[seed]) == len(baseline_cells[seed])]
+    pairs = [(a == "1", b == "1") for seed in seeds for a, b in zip(method_cells[seed], baseline_cells[seed])]
     if not pairs:
         return None
     method_only = sum(a and not b for a, b in pairs)
     baseline_only = sum(b and not a for a, b in pairs)
     discordant = method_only + baseline_only
     p_value = exact_two_sided(min(method_only, baseline_only), discordant)
-    return Paired(len(pairs), method_only, baseline_only, p_value, detectable_difference(len(pairs), discordant / len(pairs)))
+    return Paired(len(pairs), method_only, baseline_only, p_value, detectable_difference(len(pairs), discordant / len(pairs)),
+                  len(seeds))
 
 
 def holm(p_values: dict[str, float], family: int) -> dict[str, float]:
@@ -71,8 +81,18 @@ def exact_two_sided(smaller: int, discordant: int) -> float:
 def detectable_difference(rows: int, discordant_share: float) -> float:
     """Accuracy difference (points) McNemar's test detects with POWER at two-sided ALPHA, for `rows` pairs of
     which this share disagree (Connor's normal approximation: d = (z_a + z_b) * sqrt(share / rows))."""
-    z = NormalDist().inv_cdf(1 - ALPHA / 2) + NormalDist().inv_cdf(POWER)
-    return 100 * z * math.sqrt(max(discordant_share, 1 / rows) / rows)
+    return 100 * z_sum(ALPHA) * math.sqrt(max(discordant_share, 1 / rows) / rows)
+
+
+def rows_to_detect(difference: float, discordant_share: float, alpha: float = ALPHA) -> float:
+    """Pairs needed to detect `difference` points with POWER at two-sided `alpha` when this share of them
+    disagree: Connor's approximation above, solved for the rows."""
+    return discordant_share * (100 * z_sum(alpha) / difference) ** 2
+
+
+def z_sum(alpha: float) -> float:
+    """The normal quantiles a two-sided test at `alpha` and POWER add up to."""
+    return NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(POWER)
 
 
 def p_text(p_value: float) -> str:

@@ -543,6 +543,10 @@ def test_mcnemar_pools_the_common_seeds_and_states_its_power():
     assert mcnemar(baseline, method).verdict() == "does not hold"
     assert mcnemar({0: "10"}, {0: "01"}).verdict() == "undecided"
     assert round(paired.detectable, 1) == 34.3  # 20 pairs, 30% disagreeing: (1.96 + 0.84) * sqrt(0.3 / 20), at 80% power
+    # seeds of 10 rows to find 30 points with 30% disagreeing: 0.3 * (100 * 2.80 / 30)^2 = 26.2 rows alone, and
+    # 0.3 * (100 * (2.58 + 0.84) / 30)^2 = 38.9 rows at 0.05 / 5; none where both got as many rows right
+    assert paired.seeds == 2 and paired.seeds_to_decide() == 3 and paired.seeds_to_decide(family=5) == 4
+    assert mcnemar({0: "10"}, {0: "01"}).seeds_to_decide() is None
 
 
 def test_holm_adjusts_each_claims_tasks_as_one_family():
@@ -561,7 +565,7 @@ def test_a_task_significant_alone_is_undecided_once_the_claims_tasks_are_correct
     cells = {("prompt-tuning", "sst2"): [{"seed": 0, "correct": theirs}], ("pt-moe", "sst2"): [{"seed": 0, "correct": ours}]}
     lines = [line for line in report_module.paired_lines_per_claim(cells, ["sst2", "sciq", "boolq"]) if "PT-MoE" in line]
     assert lines[0] == ("- PT-MoE >= prompt tuning, sst2: -40.0 points over 20 paired rows (1 vs 9 right alone), p = 0.021, "
-                        "Holm p = 0.064, detectable 44.3: **undecided**")
+                        "Holm p = 0.064, detectable 44.3: **undecided** (seeds to decide: 2; 1 ran)")  # 0.5 * (100 * 3.24 / 40)^2 = 32.7 rows
     assert lines[1].endswith("better on 0, worse on 0, undecided on 1, not measured on 2: **open**")
     assert report_module.paired_lines_per_claim(cells, ["sst2"])[-1].endswith(  # a family of one: no correction, one loss decides
         "better on 0, worse on 1, undecided on 0, not measured on 0: **does not hold**")
