@@ -19,7 +19,7 @@ class Paired(NamedTuple):
     baseline_only: int  # rows only the baseline got right
     p_value: float  # McNemar's exact (binomial) two-sided p
     detectable: float  # accuracy difference (points) this many pairs detect with POWER at ALPHA
-    seeds: int = 1  # seeds pooled
+    seeds: int  # seeds pooled
 
     @property
     def difference(self) -> float:

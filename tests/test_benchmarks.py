@@ -567,6 +567,8 @@ def test_a_task_significant_alone_is_undecided_once_the_claims_tasks_are_correct
     assert lines[0] == ("- PT-MoE >= prompt tuning, sst2: -40.0 points over 20 paired rows (1 vs 9 right alone), p = 0.021, "
                         "Holm p = 0.064, detectable 44.3: **undecided** (seeds to decide: 2; 1 ran)")  # 0.5 * (100 * 3.24 / 40)^2 = 32.7 rows
     assert lines[1].endswith("better on 0, worse on 0, undecided on 1, not measured on 2: **open**")
+    assert report_module.paired_line("even", report_module.mcnemar({0: "10"}, {0: "01"}), "undecided", 1.0, 3).endswith(
+        "**undecided** (no difference to decide)")
     assert report_module.paired_lines_per_claim(cells, ["sst2"])[-1].endswith(  # a family of one: no correction, one loss decides
         "better on 0, worse on 1, undecided on 0, not measured on 0: **does not hold**")
 
