@@ -198,16 +198,21 @@ def tuning_lines(cells: dict, tasks: list[str]) -> list[str]:
 def chosen_rate(record: dict) -> str:
     """A tuned cell's rate as the table shows it: e.g. 0.03* (by 2), or 0.001 (tied with 3). The margin, in dev rows
     over the next best rate, says how firmly the dev carve chose: a margin of a row or two is close to a coin toss."""
-    rate, scores = f"{record['train_settings']['learning_rate']:g}", record["dev_scores"]
+    rate, scores = chosen_key(record), record["dev_scores"]
     tied = sum(score == scores[rate] for score in scores.values()) - 1
     margin = dev_margin(record)
     decided = f" (tied with {tied})" if tied else f" (by {margin})" if margin is not None else ""
     return rate + ("*" if rate in (next(iter(scores)), next(reversed(scores))) else "") + decided
 
 
+def chosen_key(record: dict) -> str:
+    """A tuned cell's chosen rate as its dev_scores key (compare.py writes rates with :g)."""
+    return f"{record['train_settings']['learning_rate']:g}"
+
+
 def dev_margin(record: dict) -> int | None:
     """How many dev rows a tuned cell's chosen rate scored above the next best rate (0: tied; None: a grid of one rate)."""
-    rate = f"{record['train_settings']['learning_rate']:g}"
+    rate = chosen_key(record)
     others = [score for other, score in record["dev_scores"].items() if other != rate]
     return round((record["dev_scores"][rate] - max(others)) * record["budget"]["dev_size"]) if others else None
 
