@@ -357,24 +357,23 @@ def accuracy_spread(cells: dict, method: str, task: str) -> float:
 
 
 def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: int, noise: dict[str, float], note: str = "") -> list[str]:
-    """The issue's claims, judged from the cells present: a claim holds once it has held on enough tasks,
-    fails once too few tasks are left for it to hold, and is open otherwise. Margins smaller than the task's
-    test-carve standard error (`noise`, points) are named: the verdict counts them, a reader should not.
-    `note` says which tasks of the table judge nothing."""
-    lines = ["## The claims, judged on the cells present", "",
-             "Means over the seeds both methods ran: a verdict reached on fewer seeds than the grid's can change. "
-             "These verdicts count margins inside the noise; the paired verdicts below (\"over the tasks\") do not."
-             + (f" {note}" if note else ""), ""]
+    """The issue's claims read on the means of the cells present: met once a claim's method is ahead on enough
+    tasks, not met once too few tasks are left, open otherwise. A margin inside the noise counts here, so these
+    readings are worded apart from the paired verdicts, which alone say holds / does not hold. Margins smaller
+    than the task's test-carve standard error (`noise`, points) are named. `note` says which tasks judge nothing."""
+    lines = ["## The claims on the means", "",
+             "Means over the seeds both methods ran. A margin inside the noise counts here, so these lines decide nothing: "
+             "the verdicts are the paired ones below (\"over the tasks\")." + (f" {note}" if note else ""), ""]
     for claim, method, baseline, needed in CLAIMS:
         needed = tasks_needed(needed, tasks)
         measured = [(t, *means) for t in tasks if (means := shared_means(cells, method, baseline, t))]
         held = sum(ours >= theirs for _, ours, theirs, _ in measured)
-        verdict = ("holds" if held >= needed else "does not hold" if held + len(tasks) - len(measured) < needed else "open")
+        reading = ("met on the means" if held >= needed else "not met on the means" if held + len(tasks) - len(measured) < needed else "open")
         detail = "; ".join(f"{t} {ours:.1f} vs {theirs:.1f}" for t, ours, theirs, _ in measured) or "no task measured"
         seeds = min((shared for *_, shared in measured), default=0)
         close = [f"{t} {ours - theirs:+.1f} vs ± {noise[t]:.1f}" for t, ours, theirs, _ in measured if t in noise and abs(ours - theirs) < noise[t]]
         lines.append(f"- {claim}, needed on {needed} of {len(tasks)} tasks: held on {held} of {len(measured)} measured "
-                     f"({detail}): **{verdict}**" + (f" (on {seeds} of {grid_seeds} seeds)" if seeds < grid_seeds else "")
+                     f"({detail}): {reading}" + (f" (on {seeds} of {grid_seeds} seeds)" if seeds < grid_seeds else "")
                      + (f"; margins within one test-carve standard error: {', '.join(close)}" if close else ""))
     lines += zero_shot_lines(cells, methods, tasks)
     return lines + paired_lines_per_claim(cells, tasks)
