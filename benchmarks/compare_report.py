@@ -362,8 +362,9 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
     readings are worded apart from the paired verdicts, which alone say holds / does not hold. Margins smaller
     than the task's test-carve standard error (`noise`, points) are named. `note` says which tasks judge nothing."""
     lines = ["## The claims on the means", "",
-             "Means over the seeds both methods ran. A margin inside the noise counts here, so these lines decide nothing: "
-             "the verdicts are the paired ones below (\"over the tasks\")." + (f" {note}" if note else ""), ""]
+             "Means over the seeds both methods ran. A margin inside the noise counts here, so the lines that set a method "
+             "against prompt tuning decide nothing: their verdicts are the paired ones below (\"over the tasks\"). The "
+             "zero-shot lines are judged on the means." + (f" {note}" if note else ""), ""]
     for claim, method, baseline, needed in CLAIMS:
         needed = tasks_needed(needed, tasks)
         measured = [(t, *means) for t in tasks if (means := shared_means(cells, method, baseline, t))]
