@@ -362,9 +362,9 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
     readings are worded apart from the paired verdicts, which alone say holds / does not hold. Margins smaller
     than the task's test-carve standard error (`noise`, points) are named. `note` says which tasks judge nothing."""
     lines = ["## The claims on the means", "",
-             "Means over the seeds both methods ran. A margin inside the noise counts here, so the lines that set a method "
-             "against prompt tuning decide nothing: their verdicts are the paired ones below (\"over the tasks\"). The "
-             "zero-shot lines are judged on the means." + (f" {note}" if note else ""), ""]
+             "Means over the seeds both methods ran (zero-shot's one run stands for every seed: it trains nothing). A margin "
+             "inside the noise counts here, so these lines decide nothing: the verdicts are the paired ones below."
+             + (f" {note}" if note else ""), ""]
     for claim, method, baseline, needed in CLAIMS:
         needed = tasks_needed(needed, tasks)
         measured = [(t, *means) for t in tasks if (means := shared_means(cells, method, baseline, t))]
@@ -377,7 +377,7 @@ def claim_lines(cells: dict, methods: list[str], tasks: list[str], grid_seeds: i
                      f"({detail}): {reading}" + (f" (on {seeds} of {grid_seeds} seeds)" if seeds < grid_seeds else "")
                      + (f"; margins within one test-carve standard error: {', '.join(close)}" if close else ""))
     lines += zero_shot_lines(cells, methods, tasks)
-    return lines + paired_lines_per_claim(cells, tasks)
+    return lines + paired_lines_per_claim(cells, tasks) + paired_zero_shot_lines(cells, methods, tasks)
 
 
 def tasks_needed(needed: int | None, tasks: list[str]) -> int:
@@ -444,20 +444,47 @@ def row_outcomes(cells: dict, method: str, task: str) -> dict[int, str]:
 
 
 def zero_shot_lines(cells: dict, methods: list[str], tasks: list[str]) -> list[str]:
-    """The claim that every method beats zero-shot, judged on each task where it must."""
+    """The claim that every method beats zero-shot, read on the means on each task where it must."""
     lines = []
     for task in [t for t in MUST_BEAT_ZERO_SHOT if t in tasks]:
         floor = mean_accuracy(cells, ZERO_SHOT, task)
         scores = {m: mean_accuracy(cells, m, task) for m in methods if m != ZERO_SHOT}
         if floor is None or not any(v is not None for v in scores.values()):
-            lines.append(f"- every method beats zero-shot on {task}: no {'zero-shot' if floor is None else 'trained'} cell yet: **open**")
+            lines.append(f"- every method beats zero-shot on {task}: no {'zero-shot' if floor is None else 'trained'} cell yet: open")
             continue
         below = [f"{m} {v:.1f}" for m, v in scores.items() if v is not None and v <= floor]
         missing = [m for m, v in scores.items() if v is None]
-        verdict = "does not hold" if below else "open" if missing else "holds"
+        reading = "not met on the means" if below else "open" if missing else "met on the means"
         lines.append(f"- every method beats zero-shot ({floor:.1f}) on {task}: {sum(v is not None for v in scores.values()) - len(below)} "
                      f"of {len(scores)} do" + (f"; not: {', '.join(below)}" if below else "")
-                     + (f"; no cell yet: {', '.join(missing)}" if missing else "") + f": **{verdict}**")
+                     + (f"; no cell yet: {', '.join(missing)}" if missing else "") + f": {reading}")
+    return lines
+
+
+def paired_zero_shot_lines(cells: dict, methods: list[str], tasks: list[str]) -> list[str]:
+    """The claim that every method beats zero-shot, per task by McNemar's exact test of each method's rows (seeds
+    pooled) against the bare model's answers on the same rows. Every method must win, so each test is read at
+    p < 0.05 on its own (an intersection-union test needs no correction): it holds once all do, does not hold
+    once one is significantly worse, and is open while a method has no cell."""
+    lines = []
+    for task in [t for t in MUST_BEAT_ZERO_SHOT if t in tasks]:
+        bare = row_outcomes(cells, ZERO_SHOT, task)
+        if not bare:
+            lines.append(f"- **every method beats zero-shot on {task}**: no zero-shot cell with per-row outcomes yet: **open**")
+            continue
+        answers = next(iter(bare.values()))  # no training: the same answers on every seed
+        results = {m: mcnemar(trained, {seed: answers for seed in trained})
+                   for m in methods if m != ZERO_SHOT and (trained := row_outcomes(cells, m, task))}
+        results = {m: result for m, result in results.items() if result}
+        verdicts = {m: result.verdict() for m, result in results.items()}
+        lines += [paired_line(f"{m} vs zero-shot, {task}", result, verdicts[m]) for m, result in results.items()]
+        counts = Counter(verdicts.values())
+        missing = [m for m in methods if m != ZERO_SHOT and m not in results]
+        verdict = ("does not hold" if counts["does not hold"] else "open" if missing
+                   else "holds" if counts["holds"] == len(results) else "undecided at this power")
+        lines.append(f"- **every method beats zero-shot on {task}** (each at p < 0.05): better for {counts['holds']}, worse for "
+                     f"{counts['does not hold']}, undecided for {counts['undecided']}"
+                     + (f", no per-row outcomes yet: {', '.join(missing)}" if missing else "") + f": **{verdict}**")
     return lines
 
 

@@ -384,7 +384,7 @@ def test_claims_are_read_on_the_means_of_the_cells_present():
     assert "needed on 4 of 4 tasks: held on 1 of 1 measured" in claims["PT-MoE >= prompt tuning"]
     assert claims["PT-MoE >= prompt tuning"].endswith(": open (on 1 of 2 seeds)")
     floor = next(line for line in lines if "zero-shot (75.0) on sst2" in line)
-    assert "3 of 5 do; not: capt 70.0; no cell yet: lora" in floor and floor.endswith("**does not hold**")
+    assert "3 of 5 do; not: capt 70.0; no cell yet: lora" in floor and floor.endswith(": not met on the means")
 
 
 def test_only_test_carves_big_enough_to_decide_judge_claims():
@@ -432,8 +432,37 @@ def test_no_claim_holds_before_anything_is_measured_against_zero_shot():
     report_module = load_report()
     zero_shot_only = {("zero-shot", "sst2"): [{"seed": 0, "accuracy": 0.78, "correct": "10"}]}
     lines = report_module.zero_shot_lines(zero_shot_only, ["zero-shot", "prompt-tuning"], ["sst2"])
-    assert lines == ["- every method beats zero-shot on sst2: no trained cell yet: **open**"]
+    assert lines == ["- every method beats zero-shot on sst2: no trained cell yet: open"]
     assert report_module.paired_lines_per_claim(zero_shot_only, ["sst2"])[-1].startswith("- no claim yet has cells of both")
+    assert report_module.paired_zero_shot_lines(zero_shot_only, ["zero-shot", "prompt-tuning"], ["sst2"]) == [
+        "- **every method beats zero-shot on sst2** (each at p < 0.05): better for 0, worse for 0, undecided for 0, "
+        "no per-row outcomes yet: prompt-tuning: **open**"]
+    assert report_module.paired_zero_shot_lines(zero_shot_only, ["zero-shot", "prompt-tuning"], ["boolq"]) == [
+        "- **every method beats zero-shot on boolq**: no zero-shot cell with per-row outcomes yet: **open**"]
+
+
+def test_every_method_beats_zero_shot_is_judged_row_by_row_against_the_bare_models_answers_on_each_seed():
+    """Zero-shot ran once; its answers pair with every seed of a method, and every method must win at p < 0.05."""
+    report_module = load_report()
+    bare = "1" * 4 + "0" * 8  # 4 of 12 right
+    cells = {("zero-shot", "boolq"): [{"seed": 0, "correct": bare}],
+             ("prompt-tuning", "boolq"): [{"seed": s, "correct": "1" * 12} for s in range(3)],  # 8 rows won on each seed
+             ("capt", "boolq"): [{"seed": 0, "correct": "1" * 6 + "0" * 6}]}  # 2 rows won: p = 0.5
+    lines = report_module.paired_zero_shot_lines(cells, ["zero-shot", "prompt-tuning", "capt"], ["boolq"])
+    assert lines[0].startswith("- prompt-tuning vs zero-shot, boolq: +66.7 points over 36 paired rows (24 vs 0 right alone)")
+    assert lines[0].endswith("**holds**")
+    assert lines[1].startswith("- capt vs zero-shot, boolq: +16.7 points over 12 paired rows (2 vs 0 right alone), p = 0.500")
+    assert lines[2] == ("- **every method beats zero-shot on boolq** (each at p < 0.05): better for 1, worse for 0, "
+                        "undecided for 1: **undecided at this power**")
+    cells[("capt", "boolq")] = [{"seed": 1, "correct": "0" * 12}]  # 4 rows lost: p 0.125
+    worse = report_module.paired_zero_shot_lines(cells, ["zero-shot", "prompt-tuning", "capt"], ["boolq"])
+    assert worse[-1].endswith("better for 1, worse for 0, undecided for 1: **undecided at this power**")
+    cells[("capt", "boolq")] = [{"seed": s, "correct": "0" * 12} for s in range(2)]  # 8 rows lost: p 0.008
+    assert report_module.paired_zero_shot_lines(cells, ["zero-shot", "prompt-tuning", "capt"], ["boolq"])[-1].endswith(
+        "better for 1, worse for 1, undecided for 0: **does not hold**")
+    cells[("capt", "boolq")] = [{"seed": s, "correct": "1" * 12} for s in range(2)]  # 16 rows won
+    assert report_module.paired_zero_shot_lines(cells, ["zero-shot", "prompt-tuning", "capt"], ["boolq"])[-1].endswith(
+        "better for 2, worse for 0, undecided for 0: **holds**")
 
 
 def test_a_claim_over_its_tasks_is_judged_by_the_paired_verdicts_not_by_margins_inside_the_noise():
