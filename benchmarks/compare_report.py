@@ -339,10 +339,11 @@ def carve_stats(task) -> CarveStats | None:
 
 def shared_means(cells: dict, method: str, baseline: str, task: str) -> tuple[float, float, int] | None:
     """Each one's mean accuracy (points) over the seeds both ran, and how many seeds that is; None if none: a mean
-    over other seeds than its baseline's would compare seeds, not methods."""
-    ours, theirs = ({r["seed"]: 100 * r["accuracy"] for r in cells.get((name, task), [])} for name in (method, baseline))
+    over other seeds than its baseline's would compare seeds, not methods. Averaged as mean_accuracy does (then
+    scaled), so a mean the table also shows rounds the same way here (64.5 and 68.0 read 66.3 in both)."""
+    ours, theirs = ({r["seed"]: r["accuracy"] for r in cells.get((name, task), [])} for name in (method, baseline))
     shared = sorted(ours.keys() & theirs.keys())
-    return (statistics.mean(ours[s] for s in shared), statistics.mean(theirs[s] for s in shared), len(shared)) if shared else None
+    return (100 * statistics.mean(ours[s] for s in shared), 100 * statistics.mean(theirs[s] for s in shared), len(shared)) if shared else None
 
 
 def mean_accuracy(cells: dict, method: str, task: str) -> float | None:
