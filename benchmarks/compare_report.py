@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from paired import holm, mcnemar, p_text  # beside this file, which is on the path of the scripts and the tests that load it
+from paired import holm, mcnemar, mcnemar_against_untrained, p_text  # beside this file, which is on the path of the scripts and the tests that load it
 from softprompt.methods import METHODS
 from softprompt.training.plots import plt
 
@@ -473,8 +473,8 @@ def paired_zero_shot_lines(cells: dict, methods: list[str], tasks: list[str]) ->
         if not bare:
             lines.append(f"- **every method beats zero-shot on {task}**: no zero-shot cell with per-row outcomes yet: **open**")
             continue
-        answers = next(iter(bare.values()))  # no training: the same answers on every seed
-        results = {m: mcnemar(trained, {seed: answers for seed in trained})
+        answers = next(iter(bare.values()))
+        results = {m: mcnemar_against_untrained(trained, answers)
                    for m in methods if m != ZERO_SHOT and (trained := row_outcomes(cells, m, task))}
         results = {m: result for m, result in results.items() if result}
         verdicts = {m: result.verdict() for m, result in results.items()}

@@ -6,7 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
-from paired import mcnemar, p_text
+from paired import mcnemar_against_untrained, p_text
 from softprompt.storage import atomic_path, write_text_atomic
 from softprompt.training.plots import plt
 
@@ -65,7 +65,7 @@ def against_zero_shot(records: dict[int, dict], bare: dict) -> str:
     """The paired test of a row's seeds against the bare model's answers on the same test rows."""
     if not bare.get("correct"):
         return "zero-shot's rows not recorded"
-    result = mcnemar({seed: r["correct"] for seed, r in records.items() if r.get("correct")}, {seed: bare["correct"] for seed in records})
+    result = mcnemar_against_untrained({seed: r["correct"] for seed, r in records.items() if r.get("correct")}, bare["correct"])
     if result is None:
         return "rows not recorded"
     verdict = {"holds": "better", "does not hold": "worse"}.get(result.verdict(), "undecided")

@@ -57,6 +57,12 @@ def mcnemar(method_cells: dict[int, str], baseline_cells: dict[int, str]) -> Pai
                   len(seeds))
 
 
+def mcnemar_against_untrained(method_cells: dict[int, str], answers: str) -> Paired | None:
+    """The paired test against a run that trains nothing (the bare model): its one run's answers (`answers`, the
+    per-row '1'/'0' string) are the same on every seed, so they pair with each seed of the method."""
+    return mcnemar(method_cells, {seed: answers for seed in method_cells})
+
+
 def holm(p_values: dict[str, float], family: int) -> dict[str, float]:
     """Holm's step-down adjusted p per test, in a family of `family` tests of which these are measured.
 
