@@ -337,18 +337,23 @@ def carve_stats(task) -> CarveStats | None:
     return CarveStats(labels.total(), 100 * share, 100 * math.sqrt(share * (1 - share) / labels.total()), task.split_note)
 
 
+def mean_points(accuracies) -> float:
+    """Mean accuracy in points: fractions averaged, then scaled, so a mean printed in two places rounds alike
+    (64.5 and 68.0 read 66.3 in the table and the claim lines, not 66.2 in one)."""
+    return 100 * statistics.mean(accuracies)
+
+
 def shared_means(cells: dict, method: str, baseline: str, task: str) -> tuple[float, float, int] | None:
     """Each one's mean accuracy (points) over the seeds both ran, and how many seeds that is; None if none: a mean
-    over other seeds than its baseline's would compare seeds, not methods. Averaged as mean_accuracy does (then
-    scaled), so a mean the table also shows rounds the same way here (64.5 and 68.0 read 66.3 in both)."""
+    over other seeds than its baseline's would compare seeds, not methods."""
     ours, theirs = ({r["seed"]: r["accuracy"] for r in cells.get((name, task), [])} for name in (method, baseline))
     shared = sorted(ours.keys() & theirs.keys())
-    return (100 * statistics.mean(ours[s] for s in shared), 100 * statistics.mean(theirs[s] for s in shared), len(shared)) if shared else None
+    return (mean_points(ours[s] for s in shared), mean_points(theirs[s] for s in shared), len(shared)) if shared else None
 
 
 def mean_accuracy(cells: dict, method: str, task: str) -> float | None:
     runs = cells.get((method, task))
-    return 100 * statistics.mean(r["accuracy"] for r in runs) if runs else None
+    return mean_points(r["accuracy"] for r in runs) if runs else None
 
 
 def accuracy_spread(cells: dict, method: str, task: str) -> float:
